@@ -1,0 +1,1 @@
+"""Dataset readers: every source yields :class:`~cephalo.datasets.record.LandmarkRecord`."""

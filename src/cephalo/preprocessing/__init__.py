@@ -1,0 +1,1 @@
+"""Letterboxing, image reading and the letterbox cache that training reads."""

@@ -1,0 +1,169 @@
+"""The letterbox cache: each original is decoded and resized once, so that training epochs read small arrays.
+
+One entry per (source file identity, target size): ``<root>/<H>x<W>/<key>.npy`` holds the letterboxed
+``(H, W)`` uint8 image and ``<key>.json`` its source size and content hash. Both are written to a temporary name
+and renamed into place, the JSON last, so an interrupted ``cephalo prepare`` leaves only complete entries and
+simply resumes. A source that changes (size or modification time) gets a new key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from cephalo.datasets.checks import outside_image_problem
+from cephalo.datasets.issues import DataIssue
+from cephalo.datasets.record import LandmarkRecord
+from cephalo.preprocessing.image_io import ImageReadError, decode_grey, read_bytes
+from cephalo.preprocessing.letterbox import Letterbox
+
+CACHE_VERSION = 1  # bump when the stored pixels would change (interpolation, grey conversion, ...)
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A cached letterboxed image and what is needed to map its coordinates back to the original."""
+
+    array_path: Path
+    source_size: tuple[int, int]
+    target_size: tuple[int, int]
+    content_hash: str
+
+    @property
+    def letterbox(self) -> Letterbox:
+        return Letterbox(self.source_size, self.target_size)
+
+    def load(self) -> np.ndarray:
+        """The letterboxed image, ``(H, W)`` uint8."""
+        return np.load(self.array_path)
+
+
+@dataclass
+class PrepareResult:
+    """Outcome of :meth:`LetterboxCache.prepare`: good records with their entries, and every problem found."""
+
+    records: list[LandmarkRecord] = field(default_factory=list)
+    entries: list[CacheEntry] = field(default_factory=list)
+    issues: list[DataIssue] = field(default_factory=list)
+    duplicates: list[list[Path]] = field(default_factory=list)
+    decoded: int = 0
+    reused: int = 0
+    seconds: float = 0.0
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+class LetterboxCache:
+    """Letterboxed greyscale copies of original images at one ``image_size`` ``(H, W)``, under ``root``."""
+
+    def __init__(self, root: Path | str, image_size: tuple[int, int]):
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.folder = Path(root) / f"{self.image_size[0]}x{self.image_size[1]}"
+
+    def key(self, source: Path) -> str:
+        """Identity of the source file (resolved path, size, modification time) and of the preprocessing."""
+        st = source.stat()
+        identity = f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}|{self.image_size}|v{CACHE_VERSION}"
+        return hashlib.blake2b(identity.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+
+    def lookup(self, source: Path) -> CacheEntry | None:
+        """The complete entry for ``source``, or ``None`` if it has not been prepared (or has changed since)."""
+        key = self.key(source)
+        meta_path, array_path = self.folder / f"{key}.json", self.folder / f"{key}.npy"
+        if not (meta_path.is_file() and array_path.is_file()):
+            return None
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            return CacheEntry(array_path, tuple(meta["source_size"]), self.image_size, meta["content_hash"])
+        except (ValueError, KeyError, TypeError):
+            return None  # a damaged sidecar: prepare the entry again
+
+    def _build(self, source: Path) -> CacheEntry:
+        data = read_bytes(source)
+        image = decode_grey(data, source)
+        letterbox = Letterbox(image.shape[:2], self.image_size)
+        key = self.key(source)
+        array_path = self.folder / f"{key}.npy"
+        _atomic_write(array_path, lambda f: np.save(f, letterbox.apply(image)))
+        meta = {
+            "source": str(source),
+            "source_size": list(image.shape[:2]),
+            "content_hash": hashlib.sha256(data).hexdigest(),
+            "version": CACHE_VERSION,
+        }
+        _atomic_write(self.folder / f"{key}.json", lambda f: f.write(json.dumps(meta).encode()))
+        return CacheEntry(array_path, tuple(image.shape[:2]), self.image_size, meta["content_hash"])
+
+    def _entry(self, source: Path) -> tuple[CacheEntry, bool]:
+        entry = self.lookup(source)
+        return (entry, False) if entry is not None else (self._build(source), True)
+
+    def prepare(
+        self, records: list[LandmarkRecord], num_threads: int = 2, progress: bool = True, desc: str = "prepare"
+    ) -> PrepareResult:
+        """Make sure every record's image is cached; check its landmarks against the real image size.
+
+        Unreadable images and landmarks outside the image become issues (all collected, none raised). Decoding
+        runs in threads: OpenCV releases the GIL while decoding and resizing.
+        """
+        start = time.perf_counter()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        result = PrepareResult()
+
+        def work(record: LandmarkRecord):
+            try:
+                return self._entry(record.image_path)
+            except FileNotFoundError:
+                return ImageReadError(f"{record.image_path}: image file not found")
+            except (ImageReadError, OSError) as e:
+                return e
+
+        with ThreadPoolExecutor(max(1, num_threads)) as pool:
+            outcomes = pool.map(work, records)
+            for record, outcome in tqdm(zip(records, outcomes), total=len(records), desc=desc, disable=not progress,
+                                        unit="img"):
+                if isinstance(outcome, Exception):
+                    text = str(outcome)
+                    prefix = f"{record.image_path}: "
+                    result.issues.append(DataIssue(record.image_path, text.removeprefix(prefix)))
+                    continue
+                entry, built = outcome
+                result.decoded += built
+                result.reused += not built
+                problem = outside_image_problem(record.landmarks, record.landmark_names, entry.source_size)
+                if problem:
+                    result.issues.append(DataIssue(record.image_path, problem))
+                    continue
+                result.records.append(record)
+                result.entries.append(entry)
+        result.duplicates = find_duplicates(result.records, result.entries)
+        result.seconds = time.perf_counter() - start
+        return result
+
+
+def find_duplicates(records: list[LandmarkRecord], entries: list[CacheEntry]) -> list[list[Path]]:
+    """Groups of distinct image files with byte-identical content (Aariz has a few across its splits)."""
+    groups: dict[str, list[Path]] = {}
+    for record, entry in zip(records, entries):
+        paths = groups.setdefault(entry.content_hash, [])
+        if record.image_path not in paths:
+            paths.append(record.image_path)
+    return [paths for paths in groups.values() if len(paths) > 1]
