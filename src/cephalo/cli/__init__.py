@@ -1,0 +1,1 @@
+"""The ``cephalo`` command line."""

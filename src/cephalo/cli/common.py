@@ -1,0 +1,77 @@
+"""Arguments and steps shared by the subcommands (flag spellings follow the user's: underscores)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cephalo.datasets.issues import DataIssue, resolve_issues
+from cephalo.datasets.record import LandmarkRecord
+from cephalo.datasets.sources import FORMATS, SPLITS, DatasetSpec, collect_records, default_cache_dir
+from cephalo.preprocessing.cache import LetterboxCache, PrepareResult
+
+DEFAULT_EVAL_SPLIT = {"aariz": "test", "isbi2015": "test1", "csv": "all", "synthetic": "test"}
+
+
+def add_dataset_args(parser: argparse.ArgumentParser, image_size: bool = True) -> None:
+    g = parser.add_argument_group("dataset")
+    g.add_argument("--dataset_path", default="synthetic",
+                   help="dataset folder (Aariz or ISBI 2015 layout), a CSV file, or 'synthetic' (default: built-in)")
+    g.add_argument("--dataset_format", choices=FORMATS, help="the layout of --dataset_path (default: detected)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the CSV split and of the synthetic dataset")
+    g.add_argument("--val_fraction", type=float, default=0.2, help="CSV without a split column: share for 'valid'")
+    g.add_argument("--test_fraction", type=float, default=0.0, help="CSV without a split column: share for 'test'")
+    g.add_argument("--skip_bad", action="store_true",
+                   help="leave out bad images/annotations with a warning instead of stopping")
+    g.add_argument("--cache_dir", type=Path, default=None,
+                   help=f"where letterboxed images are cached (default: $CEPHALO_CACHE or {default_cache_dir()})")
+    if image_size:
+        g.add_argument("--image_size", type=int, nargs=2, default=[1024, 1024], metavar=("H", "W"),
+                       help="letterboxed network input size (default 1024 1024)")
+
+
+def dataset_spec(args: argparse.Namespace) -> DatasetSpec:
+    return DatasetSpec(path=str(args.dataset_path), format=args.dataset_format, seed=args.seed,
+                       val_fraction=args.val_fraction, test_fraction=args.test_fraction, cache_dir=args.cache_dir)
+
+
+def check_split(spec: DatasetSpec, split: str) -> str:
+    if split not in SPLITS[spec.resolved_format]:
+        raise ValueError(f"--split {split}: the {spec.resolved_format} format has splits {', '.join(SPLITS[spec.resolved_format])}")
+    return split
+
+
+def cache_for(args: argparse.Namespace) -> LetterboxCache:
+    return LetterboxCache(args.cache_dir or default_cache_dir(), tuple(args.image_size))
+
+
+def prepare_splits(
+    spec: DatasetSpec, splits: list[str], cache: LetterboxCache, skip_bad: bool, progress: bool = True
+) -> dict[str, PrepareResult]:
+    """Read and cache each split; stop once with every problem of every split listed (or skip them)."""
+    results: dict[str, PrepareResult] = {}
+    issues: list[DataIssue] = []
+    for split in splits:
+        records, split_issues = collect_records(spec, split)
+        result = cache.prepare(records, progress=progress, desc=f"prepare {split}")
+        result.issues = split_issues + result.issues
+        issues += result.issues
+        results[split] = result
+    resolve_issues(issues, "skip" if skip_bad else "error", context=f"{spec.resolved_format} dataset {spec.path}")
+    for split, result in results.items():
+        if not result.records:
+            raise ValueError(f"{spec.path}: the {split} split has no usable images")
+    return results
+
+
+def print_duplicates(duplicates: list[list[Path]]) -> None:
+    if duplicates:
+        print(f"warning: {len(duplicates)} group(s) of byte-identical images (check for leaks across splits):",
+              file=sys.stderr)
+        for group in duplicates:
+            print("  - " + "  ==  ".join(str(p) for p in group), file=sys.stderr)
+
+
+def records_of(results: dict[str, PrepareResult]) -> list[LandmarkRecord]:
+    return [r for result in results.values() for r in result.records]

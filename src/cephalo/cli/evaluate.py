@@ -1,0 +1,43 @@
+"""``cephalo evaluate``: score a predictions CSV against a dataset split (MRE, SD, SDR per landmark)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from cephalo.cli.common import DEFAULT_EVAL_SPLIT, add_dataset_args, check_split, dataset_spec
+from cephalo.datasets.sources import load_records
+from cephalo.evaluation.evaluate import evaluate_predictions
+from cephalo.evaluation.metrics import format_report
+from cephalo.evaluation.predictions import read_predictions
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("evaluate", help="score predictions (CSV) against ground truth", description=__doc__)
+    add_dataset_args(p, image_size=False)
+    p.add_argument("--split", help="split to score (default: test; test1 for ISBI; all rows of a CSV)")
+    p.add_argument("--predictions", type=Path, required=True,
+                   help="CSV in the dataset layout: image,spacing_mm,<name>_x,<name>_y,... in original pixels")
+    p.add_argument("--output", type=Path, help="JSON report (default: next to the predictions, *.eval.json)")
+    p.add_argument("--allow_missing", action="store_true", help="score only the images that have a prediction")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = dataset_spec(args)
+    split = check_split(spec, args.split or DEFAULT_EVAL_SPLIT[spec.resolved_format])
+    records = load_records(spec, split, on_bad="skip" if args.skip_bad else "error")
+    names, predictions = read_predictions(args.predictions)
+    report = evaluate_predictions(records, names, predictions, allow_missing=args.allow_missing)
+    report.update(dataset=str(spec.path), split=split, predictions=str(args.predictions))
+    print(format_report(report))
+    print(f"{report['images']} images x {len(records[0].landmark_names)} landmarks"
+          + (f"; {len(report['missing'])} without prediction" if report["missing"] else ""))
+    output = args.output or args.predictions.with_suffix(".eval.json")
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    os.replace(tmp, output)
+    print(f"report: {output}")
+    return 0

@@ -1,0 +1,40 @@
+"""The ``cephalo`` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from cephalo import __version__
+from cephalo.cli import baseline, evaluate, prepare
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cephalo", description="Cephalometric landmark detection: prepare data, evaluate predictions."
+    )
+    parser.add_argument("--version", action="version", version=f"cephalo {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (prepare, evaluate, baseline):
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError) as e:
+        # Bad input the user can fix: the message names the file and the remedy; a traceback would bury it.
+        if os.environ.get("CEPHALO_DEBUG"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished cache entries are kept; run the same command again to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Accuracy in mm: MRE, SD, SDR, and scoring of prediction files."""

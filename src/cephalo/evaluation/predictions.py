@@ -1,0 +1,81 @@
+"""Reading a predictions CSV (the CSV dataset layout) and matching its rows to a dataset's records."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path, PurePath
+
+import numpy as np
+
+from cephalo.datasets.csv_dataset import CsvLayoutError, parse_header
+from cephalo.datasets.issues import DataIssue, DatasetError
+from cephalo.datasets.record import LandmarkRecord
+
+
+def read_predictions(path: Path | str) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
+    """Landmark names and ``{image: landmarks (K, 2)}`` from a predictions CSV; lists every bad row at once."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: predictions CSV not found")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise CsvLayoutError(f"{path}: the file is empty")
+        header = [c.strip() for c in header]
+        names, _ = parse_header(header, path)
+        col = {c: i for i, c in enumerate(header)}
+        predictions: dict[str, np.ndarray] = {}
+        issues = []
+        for line_no, row in enumerate(reader, start=2):
+            if not any(c.strip() for c in row):
+                continue
+            where = f"{path}, line {line_no}"
+            try:
+                values = [float(row[col[f"{n}_{a}"]]) for n in names for a in ("x", "y")]
+            except (ValueError, IndexError):
+                issues.append(DataIssue(where, "a landmark coordinate is missing or not a number"))
+                continue
+            points = np.array(values, np.float64).reshape(len(names), 2)
+            if not np.isfinite(points).all():
+                issues.append(DataIssue(where, "non-finite predicted coordinates"))
+                continue
+            image = row[col["image"]].strip()
+            if image in predictions:
+                issues.append(DataIssue(where, f"image {image!r} is predicted twice"))
+            predictions[image] = points
+    if issues:
+        raise DatasetError(issues, "predictions", hint="Fix the predictions file; every row needs finite coordinates.")
+    return names, predictions
+
+
+def match_predictions(
+    records: list[LandmarkRecord], predictions: dict[str, np.ndarray]
+) -> tuple[list[int], list[str], list[str]]:
+    """Pair prediction rows with records.
+
+    A row's ``image`` matches a record when it equals the record's ``case_id``, or when the record's image path
+    ends with it (``images/001.jpg``, ``001.jpg``), or when its file stem is the record's stem and that is unique.
+    Returns ``(record_indices, image_keys, unmatched_keys)``: matched pairs in record order, and rows that match
+    nothing.
+    """
+    by_case = {r.case_id: i for i, r in enumerate(records)}
+    by_stem: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        by_stem.setdefault(r.image_path.stem, []).append(i)
+    matched: dict[int, str] = {}
+    unmatched = []
+    for key in predictions:
+        index = by_case.get(key)
+        if index is None:
+            path = PurePath(key.replace("\\", "/"))
+            same_stem = by_stem.get(path.stem, [])
+            same_tail = [i for i in same_stem if records[i].image_path.parts[-len(path.parts):] == path.parts]
+            candidates = same_tail or same_stem
+            index = candidates[0] if len(candidates) == 1 else None
+        if index is None or index in matched:
+            unmatched.append(key)
+        else:
+            matched[index] = key
+    order = sorted(matched)
+    return order, [matched[i] for i in order], unmatched

@@ -1,0 +1,77 @@
+import json
+
+import numpy as np
+import pytest
+
+from cephalo.cli.main import main
+from cephalo.datasets.csv_dataset import read_csv_dataset, write_landmarks_csv
+from cephalo.evaluation.evaluate import EvaluationError, evaluate_predictions
+from cephalo.evaluation.predictions import match_predictions, read_predictions
+from tests.helpers import write_csv_dataset
+
+
+@pytest.fixture
+def data(tmp_path):
+    csv_path, points = write_csv_dataset(tmp_path / "data", n=4)
+    return csv_path, points, read_csv_dataset(csv_path)[0]
+
+
+def test_ground_truth_scores_zero_and_known_shift(data, tmp_path):
+    csv_path, points, records = data
+    names = ("S", "N", "Me")
+    preds = {r.case_id: r.landmarks for r in records}
+    report = evaluate_predictions(records, names, preds)
+    assert report["overall"]["mre_mm"] == 0 and report["overall"]["sdr"]["2mm"] == 100
+    shifted = {k: v + [6.0, 8.0] for k, v in preds.items()}  # 10 px at 0.1 mm
+    assert evaluate_predictions(records, names, shifted)["overall"]["mre_mm"] == pytest.approx(1.0)
+
+
+def test_landmarks_matched_by_name_and_images_by_path_or_stem(data):
+    _, _, records = data
+    reordered = ("Me", "S", "N", "Extra")
+    preds = {}
+    for i, r in enumerate(records):
+        key = [r.case_id, "001.png", "images/002.png", "003"][i]
+        preds[key] = np.concatenate([r.landmarks[[2, 0, 1]], [[0.0, 0.0]]])
+    report = evaluate_predictions(records, reordered, preds)
+    assert report["images"] == 4 and report["overall"]["mre_mm"] == 0
+
+
+def test_missing_and_unmatched_predictions(data):
+    _, _, records = data
+    names = ("S", "N", "Me")
+    preds = {r.case_id: r.landmarks for r in records[:3]}
+    with pytest.raises(EvaluationError, match="1 of 4 images have no prediction.*--allow_missing"):
+        evaluate_predictions(records, names, preds)
+    report = evaluate_predictions(records, names, preds, allow_missing=True)
+    assert report["images"] == 3 and report["missing"] == [records[3].case_id]
+    _, _, unmatched = match_predictions(records, {"zzz.png": records[0].landmarks})
+    assert unmatched == ["zzz.png"]
+    with pytest.raises(EvaluationError, match="no prediction matches"):
+        evaluate_predictions(records, names, {"zzz.png": records[0].landmarks})
+    with pytest.raises(EvaluationError, match="lack landmark"):
+        evaluate_predictions(records, ("S", "N"), {r.case_id: r.landmarks[:2] for r in records})
+
+
+def test_bad_prediction_rows_listed_together(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("image,spacing_mm,S_x,S_y\na.png,0.1,1,nan\nb.png,0.1,1,\nc.png,0.1,1,2\n")
+    with pytest.raises(ValueError) as e:
+        read_predictions(path)
+    assert "line 2" in str(e.value) and "line 3" in str(e.value) and "2 problem(s)" in str(e.value)
+
+
+def test_cli_evaluate_writes_json(data, tmp_path, capsys):
+    csv_path, points, records = data
+    preds = tmp_path / "preds.csv"
+    write_landmarks_csv(preds, [r.case_id for r in records], points + [0.0, 10.0], [0.1] * 4, ("S", "N", "Me"))
+    assert main(["evaluate", "--dataset_path", str(csv_path), "--predictions", str(preds)]) == 0
+    out = capsys.readouterr().out
+    assert "overall" in out and "1.000" in out
+    report = json.loads(preds.with_suffix(".eval.json").read_text())
+    assert report["overall"]["mre_mm"] == pytest.approx(1.0) and set(report["per_landmark"]) == {"S", "N", "Me"}
+
+
+def test_cli_reports_user_errors_without_traceback(tmp_path, capsys):
+    assert main(["evaluate", "--dataset_path", str(tmp_path / "nowhere"), "--predictions", "x.csv"]) == 2
+    assert "dataset not found" in capsys.readouterr().err
