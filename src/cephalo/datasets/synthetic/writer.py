@@ -1,0 +1,169 @@
+"""Writing the synthetic dataset on disk in the CSV layout (``landmarks.csv``, ``images/``, ``synthetic.json``):
+the per-image seeds, the parameters that identify a dataset, and the idempotent, atomic
+:func:`write_synthetic_dataset`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import uuid
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .render import render_cephalogram
+from .template import (
+    DEFAULT_SPACING_MM,
+    DEFAULT_SPLITS,
+    EXTRA_LANDMARK_DESCRIPTIONS,
+    GENERATOR_VERSION,
+    REFERENCE_SIZE,
+    _check_k,
+    _check_size,
+    landmark_names,
+    spacing_for_size,
+)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Dataset on disk
+
+
+def image_seed(seed: int, split: str, index: int) -> int:
+    """The render seed of image ``index`` of ``split`` in a dataset of ``seed`` (independent of the split sizes)."""
+    seq = np.random.SeedSequence([abs(int(seed)), int(seed < 0), zlib.crc32(split.encode("utf-8")), int(index)])
+    return int(seq.generate_state(1, np.uint64)[0])
+
+
+def _params(splits, image_size, num_landmarks, seed, spacing_mm) -> dict:
+    return {
+        "generator": "cephalo.datasets.synthetic",
+        "generator_version": GENERATOR_VERSION,
+        "image_size": [int(image_size[0]), int(image_size[1])],
+        "num_landmarks": int(num_landmarks),
+        "seed": int(seed),
+        "splits": {str(k): int(v) for k, v in splits.items()},
+        "spacing_mm": float(spacing_mm),
+    }
+
+
+def _read_params(root: Path) -> dict | None:
+    try:
+        with open(root / "synthetic.json", encoding="utf-8") as f:
+            params = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return params.get("parameters") if isinstance(params, dict) else None
+
+
+def _is_complete(root: Path, params: dict) -> bool:
+    return (root / "landmarks.csv").is_file() and _read_params(root) == params
+
+
+def write_synthetic_dataset(
+    root: Path | str,
+    splits: dict[str, int] | None = None,
+    image_size: tuple[int, int] = REFERENCE_SIZE,
+    num_landmarks: int = 19,
+    seed: int = 0,
+    spacing_mm: float = DEFAULT_SPACING_MM,
+    progress: bool = True,
+) -> Path:
+    """Write the synthetic dataset in the CSV layout under ``root``; returns the CSV path ``root/landmarks.csv``.
+
+    Layout: ``root/landmarks.csv`` with the header ``image,spacing_mm,split,<name>_x,<name>_y,...`` (image paths
+    relative to ``root``, like ``images/train_0000.png``) and ``root/images/<split>_<index:04d>.png``; the
+    parameters are kept in ``root/synthetic.json``. ``splits`` maps split names to image counts (default
+    48 / 16 / 16 for train / valid / test). Image ``i`` of split ``s`` is rendered with :func:`image_seed`
+    ``(seed, s, i)``, so splits never share an image and growing one split leaves the others as they were.
+
+    ``spacing_mm`` is the pixel spacing at the reference size 640 x 512; at another ``image_size`` the CSV holds
+    :func:`spacing_for_size` ``(image_size, spacing_mm)`` (the head is the same physical size at any resolution).
+
+    Idempotent and atomic: when ``root`` already holds a dataset made with the same parameters this returns at once;
+    otherwise the dataset is built in a temporary sibling folder and moved into place (replacing an older synthetic
+    dataset there). A non-empty ``root`` that is not a synthetic dataset is never touched (``FileExistsError``).
+    """
+    root = Path(root)
+    splits = dict(DEFAULT_SPLITS if splits is None else splits)
+    h, w = _check_size(image_size)
+    k = _check_k(num_landmarks)
+    for name, count in splits.items():
+        if not isinstance(name, str) or not name or any(c in name for c in "/\\,\"'\n") or int(count) < 0:
+            raise ValueError(f"bad split {name!r}: {count!r} (expected a plain name and a count >= 0)")
+    try:
+        spacing_ok = math.isfinite(float(spacing_mm)) and float(spacing_mm) > 0
+    except (TypeError, ValueError):
+        spacing_ok = False
+    if not spacing_ok:
+        raise ValueError(f"spacing_mm must be a positive number, got {spacing_mm!r}")
+    params = _params(splits, (h, w), k, seed, spacing_mm)
+    csv_path = root / "landmarks.csv"
+    if _is_complete(root, params):
+        return csv_path
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"{root}: exists and is not a folder")
+    if root.is_dir() and any(root.iterdir()) and not (root / "synthetic.json").is_file():
+        raise FileExistsError(
+            f"{root}: the folder is not empty and holds no synthetic dataset (no synthetic.json); "
+            "choose an empty or new folder"
+        )
+
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        (tmp / "images").mkdir(parents=True)
+        names = landmark_names(k)
+        pixel_spacing = spacing_for_size((h, w), spacing_mm)
+        jobs = [(split, i) for split, count in splits.items() for i in range(int(count))]
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(jobs), desc=f"synthetic cephalograms -> {root}", unit="img", leave=False)
+        rows = []
+        try:
+            for split, i in jobs:
+                image, landmarks = render_cephalogram(image_seed(seed, split, i), (h, w), k)
+                rel = f"images/{split}_{i:04d}.png"
+                ok, data = cv2.imencode(".png", image)
+                if not ok:
+                    raise OSError(f"could not encode {rel}")
+                with open(tmp / rel, "wb") as f:
+                    f.write(data.tobytes())
+                rows.append([rel, f"{pixel_spacing:.6g}", split, *(f"{v:.3f}" for v in landmarks.reshape(-1))])
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+        with open(tmp / "landmarks.csv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["image", "spacing_mm", "split", *(f"{n}_{a}" for n in names for a in ("x", "y"))])
+            writer.writerows(rows)
+        info = {
+            "parameters": params,
+            "landmark_names": list(names),
+            "pixel_spacing_mm": pixel_spacing,
+            "extra_landmarks": {n: EXTRA_LANDMARK_DESCRIPTIONS.get(n, "a point on a drawn contour") for n in names[19:]},
+        }
+        with open(tmp / "synthetic.json", "w", encoding="utf-8") as f:
+            json.dump(info, f, indent=2)
+        if _is_complete(root, params):  # another process finished first
+            return csv_path
+        old = None
+        if root.exists():
+            old = root.parent / f".{root.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            os.replace(root, old)
+        os.replace(tmp, root)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return csv_path
