@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cephalo.datasets.csv_dataset import read_csv_dataset
-from cephalo.preprocessing.cache import LetterboxCache
+from cephalo.preprocessing.cache import LetterboxCache, find_duplicates
 from cephalo.preprocessing.cached_dataset import CachedLandmarkDataset
 from cephalo.preprocessing.image_io import read_grey
 from cephalo.preprocessing.letterbox import Letterbox
@@ -74,7 +74,7 @@ def test_byte_identical_images_are_reported(tmp_path, dataset):
     records, _ = dataset
     records[2].image_path.write_bytes(records[0].image_path.read_bytes())
     result = LetterboxCache(tmp_path / "cache", (32, 32)).prepare(records, progress=False)
-    assert result.duplicates == [[records[0].image_path, records[2].image_path]]
+    assert find_duplicates(result.records, result.entries) == [[records[0].image_path, records[2].image_path]]
 
 
 def test_cached_dataset_items_and_inverse_mapping(tmp_path, dataset):

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from cephalo.datasets.issues import DataIssue, resolve_issues
-from cephalo.datasets.record import LandmarkRecord
 from cephalo.datasets.sources import FORMATS, SPLITS, DatasetSpec, collect_records, default_cache_dir
 from cephalo.preprocessing.cache import LetterboxCache, PrepareResult
 
@@ -71,7 +70,3 @@ def print_duplicates(duplicates: list[list[Path]]) -> None:
               file=sys.stderr)
         for group in duplicates:
             print("  - " + "  ==  ".join(str(p) for p in group), file=sys.stderr)
-
-
-def records_of(results: dict[str, PrepareResult]) -> list[LandmarkRecord]:
-    return [r for result in results.values() for r in result.records]

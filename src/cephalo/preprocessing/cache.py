@@ -54,7 +54,6 @@ class PrepareResult:
     records: list[LandmarkRecord] = field(default_factory=list)
     entries: list[CacheEntry] = field(default_factory=list)
     issues: list[DataIssue] = field(default_factory=list)
-    duplicates: list[list[Path]] = field(default_factory=list)
     decoded: int = 0
     reused: int = 0
     seconds: float = 0.0
@@ -154,7 +153,6 @@ class LetterboxCache:
                     continue
                 result.records.append(record)
                 result.entries.append(entry)
-        result.duplicates = find_duplicates(result.records, result.entries)
         result.seconds = time.perf_counter() - start
         return result
 
