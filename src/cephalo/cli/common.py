@@ -6,9 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from cephalo.datasets.issues import DataIssue, resolve_issues
-from cephalo.datasets.sources import FORMATS, SPLITS, DatasetSpec, collect_records, default_cache_dir
-from cephalo.preprocessing.cache import LetterboxCache, PrepareResult
+from cephalo.datasets.sources import FORMATS, SPLITS, DatasetSpec, default_cache_dir
+from cephalo.preprocessing.cache import LetterboxCache
 
 DEFAULT_EVAL_SPLIT = {"aariz": "test", "isbi2015": "test1", "csv": "all", "synthetic": "test"}
 
@@ -43,25 +42,6 @@ def check_split(spec: DatasetSpec, split: str) -> str:
 
 def cache_for(args: argparse.Namespace) -> LetterboxCache:
     return LetterboxCache(args.cache_dir or default_cache_dir(), tuple(args.image_size))
-
-
-def prepare_splits(
-    spec: DatasetSpec, splits: list[str], cache: LetterboxCache, skip_bad: bool, progress: bool = True
-) -> dict[str, PrepareResult]:
-    """Read and cache each split; stop once with every problem of every split listed (or skip them)."""
-    results: dict[str, PrepareResult] = {}
-    issues: list[DataIssue] = []
-    for split in splits:
-        records, split_issues = collect_records(spec, split)
-        result = cache.prepare(records, progress=progress, desc=f"prepare {split}")
-        result.issues = split_issues + result.issues
-        issues += result.issues
-        results[split] = result
-    resolve_issues(issues, "skip" if skip_bad else "error", context=f"{spec.resolved_format} dataset {spec.path}")
-    for split, result in results.items():
-        if not result.records:
-            raise ValueError(f"{spec.path}: the {split} split has no usable images")
-    return results
 
 
 def print_duplicates(duplicates: list[list[Path]]) -> None:

@@ -12,16 +12,22 @@ from cephalo.cli import baseline, evaluate, prepare
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="cephalo", description="Cephalometric landmark detection: prepare data, evaluate predictions."
+        prog="cephalo", description="Cephalometric landmark detection: prepare data, train, evaluate."
     )
     parser.add_argument("--version", action="version", version=f"cephalo {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subparsers.add_parser("train", help="train a landmark detector (cephalo train --help)", add_help=False)
     for module in (prepare, evaluate, baseline):
         module.add_parser(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:  # its own parser: flags generated from TrainConfig, plus --config files
+        from cephalo.cli.train import main as train_main
+
+        return train_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

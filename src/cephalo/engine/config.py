@@ -1,0 +1,143 @@
+"""Training configuration: one dataclass, the ``cephalo train`` flags (spelled as in the user's command line), and
+``--config FILE`` (JSON, or YAML when PyYAML is installed) whose values explicit flags override."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cephalo.datasets.sources import FORMATS
+from cephalo.models import MODEL_NAMES
+
+
+@dataclass
+class TrainConfig:
+    # data
+    dataset_path: str = "synthetic"
+    dataset_format: str | None = None
+    train_split: str = "train"
+    val_split: str | None = None  # None: the dataset's 'valid' split, else a seeded part of the training split
+    val_fraction: float = 0.2
+    skip_bad: bool = False
+    cache_dir: str | None = None
+    image_size: tuple[int, int] = (256, 256)
+    # model and targets
+    model: str = "hrnet_w18_small"
+    pretrained: str | None = None
+    head_stride: int = 4
+    sigma: float = 2.0
+    # optimisation
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    epochs: int = 12
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.01
+    # precision, EMA, speed
+    mixed_precision: bool = False
+    amp_dtype: str = "auto"
+    use_ema: bool = False
+    ema_decay: float = 0.999
+    num_workers: int = 2
+    use_compile: bool = False
+    channels_last: bool = False
+    gradient_checkpointing: bool = False
+    # loop
+    early_stopping: bool = False
+    patience: int = 20
+    monitor: str = "val_mre_mm"
+    val_every: int = 1
+    log_every: int = 10
+    max_updates: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    output_dir: str = "runs"
+    run_name: str | None = None
+    resume: str | None = None
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_HELP = {
+    "dataset_path": "dataset folder (Aariz, ISBI 2015), a CSV file, or 'synthetic'",
+    "dataset_format": f"layout of --dataset_path: {'|'.join(FORMATS)} (default: detected)",
+    "val_split": "validation split (default: the dataset's 'valid', else --val_fraction of the training split)",
+    "image_size": "network input H W (letterboxed)",
+    "model": f"one of {', '.join(MODEL_NAMES)} ('hrnet' is HRNet-W32)",
+    "pretrained": "timm-format ImageNet weights (.safetensors or .pth) for the backbone",
+    "head_stride": "output stride of the heatmaps: 4, 2 or 1",
+    "sigma": "Gaussian sigma of the target heatmaps, in heatmap pixels",
+    "gradient_accumulation_steps": "micro-batches per optimizer update (effective batch = batch_size x this)",
+    "warmup_epochs": "linear LR warm-up, then cosine decay to lr x min_lr_ratio",
+    "mixed_precision": "autocast: fp16 + GradScaler on CUDA, bf16 on CPU",
+    "amp_dtype": "auto|fp16|bf16 for --mixed_precision",
+    "use_ema": "keep an exponential moving average of the weights; validate and pick 'best' with it",
+    "use_compile": "torch.compile the model (falls back to eager with a warning where it cannot)",
+    "channels_last": "channels_last memory format for the model and every batch",
+    "early_stopping": "stop when --monitor has not improved for --patience validations",
+    "monitor": "metric that picks 'best' and drives early stopping: val_mre_mm or val_loss",
+    "max_updates": "stop after this many optimizer updates (quick runs, benchmarks)",
+    "device": "auto|cpu|cuda|cuda:N",
+    "resume": "checkpoint to continue from (last.pt of a run)",
+}
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The ``cephalo train`` flags, generated from :class:`TrainConfig` so names and defaults cannot drift."""
+    parser = parser or argparse.ArgumentParser(prog="cephalo train")
+    parser.add_argument("--config", type=Path, help="JSON/YAML file of these options; explicit flags win")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "extra":
+            continue
+        flag, default, help_text = f"--{f.name}", f.default, _HELP.get(f.name)
+        if f.name == "progress":
+            parser.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bars")
+        elif isinstance(default, bool):
+            parser.add_argument(flag, action="store_true", help=help_text)
+        elif f.name == "image_size":
+            parser.add_argument(flag, type=int, nargs=2, metavar=("H", "W"), default=default, help=help_text)
+        else:
+            kind = {int: int, float: float}.get(type(default), str)
+            if f.name in ("max_updates",):
+                kind = int
+            choices = {"model": MODEL_NAMES, "dataset_format": FORMATS, "amp_dtype": ("auto", "fp16", "bf16"),
+                       "monitor": ("val_mre_mm", "val_loss"), "head_stride": (1, 2, 4)}.get(f.name)
+            parser.add_argument(flag, type=kind, default=default, choices=choices, help=help_text)
+    return parser
+
+
+def load_config_file(path: Path) -> dict:
+    """Options from a JSON or YAML file, checked against the known option names."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ValueError(f"{path}: reading YAML needs PyYAML (pip install pyyaml), or give a .json file") from None
+        values = yaml.safe_load(text) or {}
+    else:
+        values = json.loads(text)
+    known = {f.name for f in dataclasses.fields(TrainConfig)} - {"extra"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown option(s) {', '.join(unknown)}")
+    return values
+
+
+def parse_args(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> TrainConfig:
+    """Flags -> :class:`TrainConfig`, with ``--config`` file values as defaults under the explicit flags."""
+    parser = build_parser(parser)
+    args = parser.parse_args(argv)
+    if args.config is not None:
+        parser.set_defaults(**load_config_file(args.config))
+        args = parser.parse_args(argv)
+    values = {k: v for k, v in vars(args).items() if k != "config"}
+    values["image_size"] = tuple(values["image_size"])
+    return TrainConfig(**values)

@@ -1,0 +1,97 @@
+"""Training and validation data: cached datasets, loaders with a reproducible per-epoch order, and the step that
+turns a uint8 batch into a normalised float batch on the device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from cephalo.datasets.csv_dataset import seeded_split
+from cephalo.datasets.sources import SPLITS, DatasetSpec, default_cache_dir
+from cephalo.engine.config import TrainConfig
+from cephalo.preprocessing.cache import LetterboxCache
+from cephalo.preprocessing.cached_dataset import CachedLandmarkDataset
+from cephalo.preprocessing.prepare import prepare_splits
+
+# Grey input normalisation: the mean and std of ImageNet's three channels, averaged. Pretrained RGB stems are
+# adapted to grey by summing over channels, which matches inputs normalised like this.
+GREY_MEAN, GREY_STD = 0.449, 0.226
+
+
+def build_datasets(config: TrainConfig) -> tuple[CachedLandmarkDataset, CachedLandmarkDataset, str]:
+    """Read, check and cache the training and validation splits; returns them and a line saying which they are.
+
+    Validation is ``--val_split`` if given, else the dataset's own ``valid`` split, else a seeded
+    ``--val_fraction`` of the training split (ISBI 2015 has no validation split; its test sets stay untouched).
+    """
+    spec = DatasetSpec(config.dataset_path, config.dataset_format, seed=config.seed, val_fraction=config.val_fraction,
+                       cache_dir=Path(config.cache_dir) if config.cache_dir else None)
+    fmt = spec.resolved_format
+    cache = LetterboxCache(spec.cache_dir or default_cache_dir(), config.image_size)
+    val_split = config.val_split or ("valid" if "valid" in SPLITS[fmt] else None)
+    splits = [config.train_split] + ([val_split] if val_split else [])
+    results = prepare_splits(spec, splits, cache, config.skip_bad, progress=config.progress)
+    train = results[config.train_split]
+    if val_split:
+        val = results[val_split]
+        train_pairs, val_pairs = list(zip(train.records, train.entries)), list(zip(val.records, val.entries))
+        where = f"{fmt}: train = '{config.train_split}', validation = '{val_split}'"
+    else:
+        assigned = seeded_split([r.case_id for r in train.records], config.seed, config.val_fraction, 0.0)
+        pairs = list(zip(train.records, train.entries))
+        train_pairs = [p for p in pairs if assigned[p[0].case_id] == "train"]
+        val_pairs = [p for p in pairs if assigned[p[0].case_id] == "valid"]
+        where = f"{fmt}: validation = seeded {config.val_fraction:.0%} of '{config.train_split}'"
+    if not val_pairs:
+        raise ValueError(f"{config.dataset_path}: the validation split is empty; raise --val_fraction or give --val_split")
+    train_set = CachedLandmarkDataset(*map(list, zip(*train_pairs)))
+    val_set = CachedLandmarkDataset(*map(list, zip(*val_pairs)))
+    return train_set, val_set, f"{where} ({len(train_set)} / {len(val_set)} images)"
+
+
+class EpochSampler(Sampler[int]):
+    """A shuffled order that depends only on ``(seed, epoch)``, so a resumed run sees the same batches."""
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True):
+        self.size, self.seed, self.shuffle, self.epoch = size, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        if not self.shuffle:
+            return iter(range(self.size))
+        generator = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def build_loader(dataset: CachedLandmarkDataset, batch_size: int, sampler: Sampler, num_workers: int,
+                 device: torch.device) -> DataLoader:
+    """Workers only read cached arrays (uint8); pinned memory makes the copy to a GPU asynchronous."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                      pin_memory=device.type == "cuda", persistent_workers=num_workers > 0, drop_last=False)
+
+
+def to_model_input(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """``(B, 1, H, W)`` uint8 -> normalised float32 on ``device`` (copied as uint8: 4x fewer bytes to move)."""
+    x = images.to(device, non_blocking=True).float().div_(255.0).sub_(GREY_MEAN).div_(GREY_STD)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def micro_batch_weights(num_samples: int, batch_size: int, accumulation: int) -> list[float]:
+    """Loss weight of each micro-batch of an epoch: its share of the samples in its accumulation group.
+
+    With them, accumulating micro-batches gives the gradient of one big batch, also for the last, partial group
+    and a last micro-batch smaller than the others.
+    """
+    sizes = [min(batch_size, num_samples - start) for start in range(0, num_samples, batch_size)]
+    weights = []
+    for g in range(0, len(sizes), accumulation):
+        group = sizes[g : g + accumulation]
+        weights += [size / sum(group) for size in group]
+    return weights

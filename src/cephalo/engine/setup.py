@@ -1,0 +1,121 @@
+"""Everything a training run needs, built in one fixed order:
+device -> data -> model -> channels_last -> optimizer + schedule -> EMA -> compile."""
+
+from __future__ import annotations
+
+import math
+import random
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from cephalo.codec import HeatmapCodec
+from cephalo.engine.config import TrainConfig
+from cephalo.engine.data import EpochSampler, build_datasets, build_loader
+from cephalo.engine.ema import ModelEma
+from cephalo.engine.precision import Precision, resolve_precision
+from cephalo.engine.schedule import build_scheduler
+from cephalo.models import create_model
+from cephalo.preprocessing.cached_dataset import CachedLandmarkDataset
+
+
+@dataclass
+class Training:
+    """The live objects of a run. ``model`` is what runs forward (maybe compiled); ``raw_model`` is the plain module
+    whose ``state_dict`` is saved and which the EMA follows."""
+
+    config: TrainConfig
+    device: torch.device
+    precision: Precision
+    codec: HeatmapCodec
+    train_set: CachedLandmarkDataset
+    val_set: CachedLandmarkDataset
+    train_sampler: EpochSampler
+    train_loader: DataLoader
+    val_loader: DataLoader
+    raw_model: nn.Module
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    ema: ModelEma | None
+    updates_per_epoch: int
+    notes: list[str]
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights validation and 'best' use: the EMA when it is on."""
+        return self.ema.module if self.ema is not None else self.raw_model
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available in this PyTorch build or machine; use --device cpu")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """No weight decay on biases and normalisation weights (1-D tensors): decaying them only hurts."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def compile_model(model: nn.Module, notes: list[str]) -> nn.Module:
+    try:
+        return torch.compile(model)
+    except Exception as e:  # e.g. no compiler backend on this platform
+        warnings.warn(f"torch.compile is not available here ({type(e).__name__}: {e}); training in eager mode")
+        notes.append("compile: unavailable, eager")
+        return model
+
+
+def build_training(config: TrainConfig, model: nn.Module | None = None) -> Training:
+    """Build the run; ``model`` replaces the one ``config.model`` names (tests use tiny ones)."""
+    notes: list[str] = []
+    device = resolve_device(config.device)
+    precision = resolve_precision(device, config.mixed_precision, config.amp_dtype)
+    seed_everything(config.seed)
+
+    train_set, val_set, data_note = build_datasets(config)
+    notes.append(data_note)
+    codec = HeatmapCodec(config.image_size, stride=config.head_stride, sigma=config.sigma)
+    sampler = EpochSampler(len(train_set), config.seed)
+    train_loader = build_loader(train_set, config.batch_size, sampler, config.num_workers, device)
+    val_loader = build_loader(val_set, config.batch_size, EpochSampler(len(val_set), 0, shuffle=False),
+                              config.num_workers, device)
+
+    if model is None:
+        model = create_model(config.model, len(train_set.landmark_names), in_chans=1,
+                             head_stride=config.head_stride, pretrained=config.pretrained)
+    if config.gradient_checkpointing:
+        model.set_grad_checkpointing(True)
+    model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr,
+                                  fused=device.type == "cuda")
+    updates_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
+    total_updates = updates_per_epoch * config.epochs
+    if config.max_updates:
+        total_updates = min(total_updates, config.max_updates)
+    scheduler = build_scheduler(optimizer, total_updates, round(config.warmup_epochs * updates_per_epoch),
+                                config.min_lr_ratio)
+    ema = ModelEma(model, config.ema_decay) if config.use_ema else None
+    forward_model = compile_model(model, notes) if config.use_compile else model
+    return Training(config, device, precision, codec, train_set, val_set, sampler, train_loader, val_loader,
+                    model, forward_model, optimizer, scheduler, precision.grad_scaler(), ema, updates_per_epoch, notes)

@@ -1,0 +1,146 @@
+"""The training engine on tiny models and tiny images: accumulation, EMA, LR schedule, checkpoints, resume."""
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from cephalo.engine.checkpoint import load_checkpoint, unwrap_model
+from cephalo.engine.config import TrainConfig
+from cephalo.engine.data import micro_batch_weights
+from cephalo.engine.ema import ModelEma
+from cephalo.engine.loop import train_one_epoch
+from cephalo.engine.schedule import warmup_cosine
+from cephalo.engine.setup import build_training
+from cephalo.engine.trainer import fit
+from tests.helpers import write_csv_dataset
+
+
+class TinyHeatmapNet(nn.Module):
+    """No BatchNorm: its outputs do not depend on how samples are grouped into batches."""
+
+    def __init__(self, num_landmarks: int = 3, stride: int = 4):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.ReLU(),
+                                 nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, num_landmarks, 1))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    csv_path, _ = write_csv_dataset(tmp_path / "data", n=10, size=(40, 32))
+    return TrainConfig(dataset_path=str(csv_path), image_size=(32, 32), batch_size=2, epochs=2, lr=1e-2,
+                       warmup_epochs=0.5, num_workers=0, val_fraction=0.2, output_dir=str(tmp_path / "runs"),
+                       run_name="run", progress=False, cache_dir=str(tmp_path / "cache"))
+
+
+def test_micro_batch_weights_sum_to_one_per_group():
+    assert micro_batch_weights(8, 1, 4) == [0.25] * 8
+    assert micro_batch_weights(7, 2, 2) == [0.5, 0.5, 2 / 3, 1 / 3]  # partial last batch and group
+    assert micro_batch_weights(5, 1, 4) == [0.25] * 4 + [1.0]
+
+
+def test_accumulation_equals_one_big_batch(tiny_config):
+    torch.manual_seed(0)
+    model = TinyHeatmapNet()
+    big = dataclass_replace(tiny_config, batch_size=4, gradient_accumulation_steps=1, max_updates=1)
+    small = dataclass_replace(tiny_config, batch_size=1, gradient_accumulation_steps=4, max_updates=1)
+    weights = []
+    for config in (big, small):
+        t = build_training(config, copy.deepcopy(model))
+        stats = train_one_epoch(t, epoch=0, updates_done=0)
+        assert stats["updates"] == 1
+        weights.append(torch.cat([p.detach().flatten() for p in t.raw_model.parameters()]))
+    start = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert not torch.allclose(weights[0], start)  # the update did something
+    torch.testing.assert_close(weights[0], weights[1], rtol=1e-4, atol=1e-6)
+
+
+def test_ema_maths():
+    model = nn.Linear(2, 1, bias=False)
+    nn.init.zeros_(model.weight)
+    ema = ModelEma(model, decay=0.9)
+    expected = torch.zeros(1, 2)
+    for step in range(30):
+        with torch.no_grad():
+            model.weight.fill_(float(step + 1))
+        decay = min(0.9, (1 + step) / (10 + step))
+        expected = decay * expected + (1 - decay) * model.weight.detach()
+        ema.update(model)
+        torch.testing.assert_close(ema.module.weight, expected)
+    assert ema.updates == 30 and ema.current_decay() == pytest.approx(31 / 40)  # still warming up
+    ema.updates = 1000
+    assert ema.current_decay() == 0.9
+    assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_lr_schedule_shape():
+    f = warmup_cosine(total_updates=100, warmup_updates=10, min_lr_ratio=0.01)
+    values = [f(u) for u in range(100)]
+    assert all(a < b for a, b in zip(values[:10], values[1:11]))  # linear warm-up up to the peak
+    assert values[10] == pytest.approx(1.0) and max(values) == pytest.approx(1.0)
+    assert values[9] == pytest.approx(10 / 11)
+    assert all(a >= b for a, b in zip(values[10:], values[11:]))  # then never increases
+    assert f(100) == pytest.approx(0.01) and f(55) == pytest.approx(0.01 + 0.99 * 0.5)
+
+
+def test_checkpoint_contents_and_clean_names(tiny_config):
+    fit(dataclass_replace(tiny_config, use_ema=True, epochs=1), TinyHeatmapNet())
+    state = load_checkpoint(f"{tiny_config.output_dir}/run/best.pt")
+    for key in ["model", "ema", "optimizer", "scheduler", "scaler", "epoch", "updates", "rng", "config",
+                "landmark_names", "preprocessing", "codec", "tracker", "predict_with"]:
+        assert key in state, key
+    assert state["landmark_names"] == ["S", "N", "Me"] and state["predict_with"] == "ema"
+    assert state["preprocessing"]["image_size"] == [32, 32] and state["codec"]["stride"] == 4
+    assert state["epoch"] == 1 and state["updates"] == 4  # 8 training images, batches of 2
+    assert not any(k.startswith("_orig_mod") for k in state["model"])
+    assert math.isfinite(state["metrics"]["val_mre_mm"])
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_config, monkeypatch):
+    torch.manual_seed(0)
+    model = TinyHeatmapNet()
+    full = dataclass_replace(tiny_config, epochs=3, use_ema=True, run_name="full", gradient_accumulation_steps=2)
+    fit(full, copy.deepcopy(model))
+
+    import cephalo.engine.trainer as trainer
+
+    calls = []
+
+    def interrupted_in_epoch_2(*args, **kwargs):  # the same run, stopped by Ctrl+C during its second epoch
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return train_one_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_one_epoch", interrupted_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        fit(dataclass_replace(full, run_name="part"), copy.deepcopy(model))
+    monkeypatch.setattr(trainer, "train_one_epoch", train_one_epoch)
+    assert load_checkpoint(f"{tiny_config.output_dir}/part/last.pt")["epoch"] == 1
+    fit(dataclass_replace(full, run_name="part", resume=f"{tiny_config.output_dir}/part/last.pt"), TinyHeatmapNet())
+
+    a = load_checkpoint(f"{tiny_config.output_dir}/full/last.pt")
+    b = load_checkpoint(f"{tiny_config.output_dir}/part/last.pt")
+    assert a["updates"] == b["updates"] == 6 and b["epoch"] == 3
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)
+    for key in a["ema"]["module"]:
+        torch.testing.assert_close(a["ema"]["module"][key], b["ema"]["module"][key], rtol=0, atol=0)
+    assert a["tracker"] == b["tracker"]
+
+
+def test_unwrap_model_strips_compile_wrapper():
+    model = TinyHeatmapNet()
+    compiled = torch.compile(model)  # wrapping only; nothing is compiled until it runs
+    assert unwrap_model(compiled) is model
+
+
+def dataclass_replace(config, **changes):
+    import dataclasses
+
+    return dataclasses.replace(config, **changes)
