@@ -53,6 +53,7 @@ def test_bad_choice_is_refused(capsys):
 def test_defaults_are_the_quick_synthetic_job():
     c = TrainConfig()
     assert c.dataset_path == "synthetic" and c.model == "hrnet_w18_small" and c.image_size == (256, 256)
+    assert c.head_stride == 2 and c.epochs == 20
 
 
 def test_precision_on_cpu_says_what_it_uses():
@@ -62,3 +63,43 @@ def test_precision_on_cpu_says_what_it_uses():
     assert resolve_precision(cpu, False).dtype is None
     assert resolve_precision(torch.device("cuda"), True).scaler  # fp16 on CUDA needs the scaler
     assert resolve_precision(torch.device("cuda"), True).dtype == torch.float16
+
+
+def test_train_script_at_the_repository_root():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "train_1024x1024.py"), "--help"], capture_output=True, text=True,
+                         check=True)
+    assert "--gradient_accumulation_steps" in out.stdout and "--use_ema" in out.stdout
+
+
+def test_cephalo_train_end_to_end(tmp_path, capsys):
+    from cephalo.cli.main import main
+    from cephalo.engine.checkpoint import load_checkpoint
+    from tests.helpers import write_csv_dataset
+
+    csv_path, _ = write_csv_dataset(tmp_path / "data", n=6, size=(80, 64))
+    args = ["train", "--dataset_path", str(csv_path), "--image_size", "64", "64", "--epochs", "2", "--batch_size", "2",
+            "--num_workers", "1", "--no_progress", "--output_dir", str(tmp_path / "runs"), "--run_name", "r",
+            "--mixed_precision", "--use_ema", "--channels_last", "--val_fraction", "0.34"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "bf16 autocast" in out and "epoch   2" in out and "MRE" in out
+    run = tmp_path / "runs" / "r"
+    for name in ["config.json", "metrics.jsonl", "metrics.csv", "last.pt", "best.pt"]:
+        assert (run / name).is_file(), name
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    assert json.loads((run / "config.json").read_text())["mixed_precision"] is True
+    assert load_checkpoint(run / "last.pt")["epoch"] == 2
+
+
+def test_impossible_device_is_explained(tmp_path, capsys):
+    from cephalo.cli.main import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["train", "--device", "cuda", "--output_dir", str(tmp_path)]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err

@@ -232,7 +232,7 @@ def _cvm_stage(path: Path | None, issues: list[DataIssue]) -> int | None:
         if isinstance(value, int) and not isinstance(value, bool) and value in CVM_STAGES:
             return value
         problem = (
-            f"CVM stage must be {{\"cvm_stage\": {{\"value\": 1..6}}}}, found "
+            "CVM stage must be {\"cvm_stage\": {\"value\": 1..6}}, found "
             + (f"value {value!r}" if isinstance(stage, dict) else "no 'cvm_stage' object")
         )
     issues.append(DataIssue(path, problem))

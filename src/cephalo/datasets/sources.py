@@ -71,7 +71,7 @@ def detect_format(path: str | Path) -> str:
         return "aariz"
     if looks_like_isbi2015(p):
         return "isbi2015"
-    if p.is_dir() and len(csvs := sorted(p.glob("*.csv"))) == 1:
+    if p.is_dir() and len(list(p.glob("*.csv"))) == 1:
         return "csv"
     raise ValueError(
         f"{p}: cannot tell the dataset format. Expected an Aariz folder (cephalogram_machine_mappings.csv, "

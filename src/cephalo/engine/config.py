@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from cephalo.datasets.sources import FORMATS
@@ -27,12 +27,12 @@ class TrainConfig:
     # model and targets
     model: str = "hrnet_w18_small"
     pretrained: str | None = None
-    head_stride: int = 4
+    head_stride: int = 2  # measured better than 4 on ISBI at 256² (benchmarks/training_isbi.md)
     sigma: float = 2.0
     # optimisation
     batch_size: int = 8
     gradient_accumulation_steps: int = 1
-    epochs: int = 12
+    epochs: int = 20
     lr: float = 2e-3
     weight_decay: float = 1e-4
     warmup_epochs: float = 1.0
@@ -59,7 +59,6 @@ class TrainConfig:
     run_name: str | None = None
     resume: str | None = None
     progress: bool = True
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -94,8 +93,6 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser = parser or argparse.ArgumentParser(prog="cephalo train")
     parser.add_argument("--config", type=Path, help="JSON/YAML file of these options; explicit flags win")
     for f in dataclasses.fields(TrainConfig):
-        if f.name == "extra":
-            continue
         flag, default, help_text = f"--{f.name}", f.default, _HELP.get(f.name)
         if f.name == "progress":
             parser.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bars")
@@ -104,9 +101,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         elif f.name == "image_size":
             parser.add_argument(flag, type=int, nargs=2, metavar=("H", "W"), default=default, help=help_text)
         else:
-            kind = {int: int, float: float}.get(type(default), str)
-            if f.name in ("max_updates",):
-                kind = int
+            kind = int if f.name == "max_updates" else {int: int, float: float}.get(type(default), str)
             choices = {"model": MODEL_NAMES, "dataset_format": FORMATS, "amp_dtype": ("auto", "fp16", "bf16"),
                        "monitor": ("val_mre_mm", "val_loss"), "head_stride": (1, 2, 4)}.get(f.name)
             parser.add_argument(flag, type=kind, default=default, choices=choices, help=help_text)
@@ -124,7 +119,7 @@ def load_config_file(path: Path) -> dict:
         values = yaml.safe_load(text) or {}
     else:
         values = json.loads(text)
-    known = {f.name for f in dataclasses.fields(TrainConfig)} - {"extra"}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"{path}: unknown option(s) {', '.join(unknown)}")

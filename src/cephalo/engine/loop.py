@@ -57,7 +57,7 @@ def train_one_epoch(t: Training, epoch: int, updates_done: int) -> dict:
             if t.ema is not None:
                 t.ema.update(t.raw_model)
             updates_done += 1
-            if updates_done % c.log_every == 0:  # the only host sync of the step
+            if c.progress and updates_done % c.log_every == 0:  # the only host sync of the step
                 rate = seen / (time.perf_counter() - start)
                 bar.set_postfix_str(f"loss {loss_sum.item() / seen:.3g}  lr {t.scheduler.get_last_lr()[0]:.2e}  "
                                     f"{rate:.1f} img/s  {memory_text(t.device)}", refresh=False)

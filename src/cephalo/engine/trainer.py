@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -33,7 +32,6 @@ def resolve_resume(config: TrainConfig) -> tuple[TrainConfig, dict | None]:
             values[key] = getattr(config, key)
     values["image_size"] = tuple(values["image_size"])
     values["resume"] = config.resume
-    values["run_name"] = values.get("run_name")
     return TrainConfig(**values), state
 
 

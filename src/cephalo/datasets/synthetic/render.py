@@ -102,7 +102,6 @@ def _draw(G: dict[str, np.ndarray], X: np.ndarray, sz: dict[str, float], M: np.n
     )
     canvas = np.full((h, w), bg, np.float32)
     d = _Painter(canvas, M)
-    p = lambda name: X[_IX[name]]  # noqa: E731
 
     # soft tissue, airway, neck
     d.fill(G["silhouette"], soft)
