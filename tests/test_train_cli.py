@@ -103,3 +103,23 @@ def test_impossible_device_is_explained(tmp_path, capsys):
         pytest.skip("this machine has CUDA")
     assert main(["train", "--device", "cuda", "--output_dir", str(tmp_path)]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_users_command_shape_runs_on_an_aariz_folder(tmp_path, monkeypatch, capsys):
+    """The user's flags on an Aariz layout, shrunk to a tiny model and image so that it runs in seconds."""
+    from cephalo.cli.main import main
+    from tests.fixtures_datasets import AarizBuilder
+
+    builder = AarizBuilder(tmp_path / "Aariz", split_folders={"train": "Train"})
+    for i in range(4):
+        builder.add_case(f"train{i}", "train")
+    for i in range(2):
+        builder.add_case(f"valid{i}", "valid", ext=".jpg")
+    monkeypatch.chdir(tmp_path)  # --dataset_path Aariz, relative, as the user writes it
+    command = USER_COMMAND.replace("--model hrnet", "--model hrnet_w18_small").replace("1024 1024", "64 64")
+    command = command.replace("--epochs 200", "--epochs 2").replace("--use_compile ", "").replace("--num_workers 4",
+                                                                                                   "--num_workers 0")
+    assert main(["train", *shlex.split(command), "--no_progress"]) == 0
+    out = capsys.readouterr().out
+    assert "aariz: train = 'train', validation = 'valid' (4 / 2 images)" in out
+    assert "batch: 1 x 8 accumulation = 8 per update, 1 updates per epoch" in out and "EMA" in out
