@@ -1,5 +1,5 @@
-"""Training and validation data: cached datasets, loaders with a reproducible per-epoch order, and the step that
-turns a uint8 batch into a normalised float batch on the device."""
+"""Training and validation data: cached datasets, loaders with a reproducible per-epoch order, and the loss
+weights of accumulated micro-batches."""
 
 from __future__ import annotations
 
@@ -14,10 +14,6 @@ from cephalo.engine.config import TrainConfig
 from cephalo.preprocessing.cache import LetterboxCache
 from cephalo.preprocessing.cached_dataset import CachedLandmarkDataset
 from cephalo.preprocessing.prepare import prepare_splits
-
-# Grey input normalisation: the mean and std of ImageNet's three channels, averaged. Pretrained RGB stems are
-# adapted to grey by summing over channels, which matches inputs normalised like this.
-GREY_MEAN, GREY_STD = 0.449, 0.226
 
 
 def build_datasets(config: TrainConfig) -> tuple[CachedLandmarkDataset, CachedLandmarkDataset, str]:
@@ -75,12 +71,6 @@ def build_loader(dataset: CachedLandmarkDataset, batch_size: int, sampler: Sampl
     """Workers only read cached arrays (uint8); pinned memory makes the copy to a GPU asynchronous."""
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                       pin_memory=device.type == "cuda", persistent_workers=num_workers > 0, drop_last=False)
-
-
-def to_model_input(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """``(B, 1, H, W)`` uint8 -> normalised float32 on ``device`` (copied as uint8: 4x fewer bytes to move)."""
-    x = images.to(device, non_blocking=True).float().div_(255.0).sub_(GREY_MEAN).div_(GREY_STD)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def micro_batch_weights(num_samples: int, batch_size: int, accumulation: int) -> list[float]:

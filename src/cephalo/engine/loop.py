@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from cephalo.engine.data import micro_batch_weights, to_model_input
+from cephalo.engine.data import micro_batch_weights
+from cephalo.preprocessing.normalize import to_model_input
 from cephalo.engine.monitor import memory_text
 from cephalo.engine.setup import Training
 from cephalo.evaluation.metrics import radial_errors_mm, summarize

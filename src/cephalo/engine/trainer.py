@@ -9,7 +9,7 @@ import torch
 
 from cephalo.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cephalo.engine.config import TrainConfig
-from cephalo.engine.data import GREY_MEAN, GREY_STD
+from cephalo.preprocessing.normalize import GREY_MEAN, GREY_STD
 from cephalo.engine.loop import train_one_epoch, validate
 from cephalo.engine.monitor import memory_text
 from cephalo.engine.run_log import RunLog
