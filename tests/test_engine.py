@@ -11,7 +11,7 @@ from cephalo.engine.checkpoint import load_checkpoint, unwrap_model
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.data import micro_batch_weights
 from cephalo.engine.ema import ModelEma
-from cephalo.engine.loop import train_one_epoch
+from cephalo.engine.loop import Progress, train_one_epoch
 from cephalo.engine.schedule import warmup_cosine
 from cephalo.engine.setup import build_training
 from cephalo.engine.trainer import fit
@@ -52,8 +52,9 @@ def test_accumulation_equals_one_big_batch(tiny_config):
     weights = []
     for config in (big, small):
         t = build_training(config, copy.deepcopy(model))
-        stats = train_one_epoch(t, epoch=0, updates_done=0)
-        assert stats["updates"] == 1
+        progress = Progress()
+        train_one_epoch(t, progress, after_update=lambda p: p.updates >= 1)
+        assert progress.updates == 1 and progress.seen == 4
         weights.append(torch.cat([p.detach().flatten() for p in t.raw_model.parameters()]))
     start = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert not torch.allclose(weights[0], start)  # the update did something

@@ -54,6 +54,10 @@ class TrainConfig:
     log_every: int = 10
     max_updates: int | None = None
     seed: int = 0
+    deterministic: bool = False
+    max_bad_updates: int = 20
+    recovery_interval: int = 0  # optimizer updates between recovery checkpoints; 0: every --recovery_minutes
+    recovery_minutes: float = 5.0
     device: str = "auto"
     output_dir: str = "runs"
     run_name: str | None = None
@@ -84,7 +88,12 @@ _HELP = {
     "monitor": "metric that picks 'best' and drives early stopping: val_mre_mm or val_loss",
     "max_updates": "stop after this many optimizer updates (quick runs, benchmarks)",
     "device": "auto|cpu|cuda|cuda:N",
-    "resume": "checkpoint to continue from (last.pt of a run)",
+    "resume": "continue a run: a checkpoint, a run folder (its newest valid checkpoint), or 'auto' (--run_name's "
+              "folder, else the newest run in --output_dir)",
+    "deterministic": "deterministic algorithms (repeatable runs on CPU; on GPU as far as cuDNN allows, slower)",
+    "max_bad_updates": "stop after this many updates in a row with non-finite loss or gradients (each is skipped)",
+    "recovery_interval": "write recovery.pt every N optimizer updates (0: every --recovery_minutes)",
+    "recovery_minutes": "minutes of training between recovery checkpoints when --recovery_interval is 0",
 }
 
 

@@ -48,22 +48,26 @@ def build_datasets(config: TrainConfig) -> tuple[CachedLandmarkDataset, CachedLa
 
 
 class EpochSampler(Sampler[int]):
-    """A shuffled order that depends only on ``(seed, epoch)``, so a resumed run sees the same batches."""
+    """A shuffled order that depends only on ``(seed, epoch)``, so a resumed run sees the same batches.
+
+    ``set_epoch(epoch, skip)`` leaves out the first ``skip`` indices: a run resumed in the middle of an epoch
+    continues with the next batch without loading the ones already done.
+    """
 
     def __init__(self, size: int, seed: int, shuffle: bool = True):
-        self.size, self.seed, self.shuffle, self.epoch = size, seed, shuffle, 0
+        self.size, self.seed, self.shuffle, self.epoch, self.skip = size, seed, shuffle, 0, 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
 
     def __iter__(self):
         if not self.shuffle:
-            return iter(range(self.size))
+            return iter(range(self.skip, self.size))
         generator = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        return iter(torch.randperm(self.size, generator=generator)[self.skip :].tolist())
 
     def __len__(self) -> int:
-        return self.size
+        return self.size - self.skip
 
 
 def build_loader(dataset: CachedLandmarkDataset, batch_size: int, sampler: Sampler, num_workers: int,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -11,10 +13,34 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cephalo.engine.data import micro_batch_weights
-from cephalo.preprocessing.normalize import to_model_input
 from cephalo.engine.monitor import memory_text
 from cephalo.engine.setup import Training
 from cephalo.evaluation.metrics import radial_errors_mm, summarize
+from cephalo.preprocessing.normalize import to_model_input
+
+
+class NonFiniteError(RuntimeError):
+    """Too many updates in a row had non-finite loss or gradients; nothing non-finite was saved."""
+
+
+@dataclass
+class Progress:
+    """Where a run is, saved in every checkpoint so that a resumed run continues at the same micro-batch."""
+
+    epoch: int = 0  # epochs completed
+    batch: int = 0  # micro-batches done in the current epoch
+    updates: int = 0  # optimizer updates done
+    skipped_updates: int = 0  # updates skipped because gradients were not finite
+    bad_in_a_row: int = 0
+    seen: int = 0  # training images of the current epoch so far
+    loss_sum: torch.Tensor = field(default_factory=lambda: torch.zeros(()))  # on the device: no per-step sync
+
+    def state_dict(self) -> dict:
+        return {**{k: v for k, v in vars(self).items() if k != "loss_sum"}, "loss_sum": float(self.loss_sum)}
+
+    @classmethod
+    def from_state_dict(cls, state: dict, device: torch.device) -> "Progress":
+        return cls(**{**state, "loss_sum": torch.tensor(state["loss_sum"], device=device)})
 
 
 def heatmap_loss(predicted: torch.Tensor, target: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
@@ -24,22 +50,40 @@ def heatmap_loss(predicted: torch.Tensor, target: torch.Tensor, visible: torch.T
     return (per_landmark * weight).sum() / weight.sum().clamp_min(1.0)
 
 
-def train_one_epoch(t: Training, epoch: int, updates_done: int) -> dict:
-    """One pass over the training set; returns the mean loss, the updates done so far, and throughput.
+def optimizer_update(t: Training) -> bool:
+    """Apply the accumulated gradients; skip the update (and say False) if any gradient is not finite.
+
+    The finiteness check is the one host sync per update (GradScaler's fp16 step makes the same one).
+    """
+    t.scaler.unscale_(t.optimizer)
+    grads = [p.grad for p in t.raw_model.parameters() if p.grad is not None]
+    finite = bool(torch.stack(torch._foreach_norm(grads)).isfinite().all())
+    if finite:
+        t.scaler.step(t.optimizer)
+    t.scaler.update()  # fp16: lowers the loss scale after an overflow
+    t.optimizer.zero_grad(set_to_none=True)
+    if finite:
+        t.scheduler.step()
+        if t.ema is not None:
+            t.ema.update(t.raw_model)
+    return finite
+
+
+def train_one_epoch(t: Training, p: Progress, after_update: Callable[[Progress], bool]) -> bool:
+    """Continue epoch ``p.epoch`` from micro-batch ``p.batch``; returns False if stopped before its end.
 
     Gradients of ``gradient_accumulation_steps`` micro-batches are summed (each loss weighted by its share of the
-    group's samples) before one optimizer, scheduler and EMA update. The loss stays on the device: the host waits
-    for it only every ``log_every`` updates.
+    group's samples) before one update. ``after_update(p)`` runs after every update and says whether to stop
+    (a signal, ``--max_updates``); the recovery checkpoint is written there.
     """
     c = t.config
     t.raw_model.train()
-    t.train_sampler.set_epoch(epoch)
+    t.train_sampler.set_epoch(p.epoch, skip=p.batch * c.batch_size)
     weights = micro_batch_weights(len(t.train_set), c.batch_size, c.gradient_accumulation_steps)
-    loss_sum = torch.zeros((), device=t.device)
-    seen, start = 0, time.perf_counter()
-    bar = tqdm(t.train_loader, desc=f"epoch {epoch + 1}/{c.epochs}", disable=not c.progress, leave=False,
-               unit="batch", dynamic_ncols=True)
-    for i, (images, landmarks, _) in enumerate(bar):
+    start, seen_at_start = time.perf_counter(), p.seen
+    bar = tqdm(t.train_loader, desc=f"epoch {p.epoch + 1}/{c.epochs}", disable=not c.progress, leave=False,
+               unit="batch", dynamic_ncols=True, initial=p.batch, total=len(weights))
+    for i, (images, landmarks, _) in enumerate(bar, start=p.batch):
         x = to_model_input(images, t.device, c.channels_last)
         landmarks = landmarks.to(t.device, non_blocking=True)
         target = t.codec.encode(landmarks)  # (B, K, h, w) rendered on the device
@@ -47,27 +91,38 @@ def train_one_epoch(t: Training, epoch: int, updates_done: int) -> dict:
             heatmaps = t.model(x)
         loss = heatmap_loss(heatmaps, target, t.codec.inside(landmarks))
         t.scaler.scale(loss * weights[i]).backward()
-        loss_sum += loss.detach() * images.shape[0]
-        seen += images.shape[0]
+        p.loss_sum += loss.detach() * images.shape[0]
+        p.seen, p.batch = p.seen + images.shape[0], i + 1
 
-        if (i + 1) % c.gradient_accumulation_steps == 0 or i + 1 == len(t.train_loader):
-            t.scaler.step(t.optimizer)
-            t.scaler.update()
-            t.optimizer.zero_grad(set_to_none=True)
-            t.scheduler.step()
-            if t.ema is not None:
-                t.ema.update(t.raw_model)
-            updates_done += 1
-            if c.progress and updates_done % c.log_every == 0:  # the only host sync of the step
-                rate = seen / (time.perf_counter() - start)
-                bar.set_postfix_str(f"loss {loss_sum.item() / seen:.3g}  lr {t.scheduler.get_last_lr()[0]:.2e}  "
+        if p.batch % c.gradient_accumulation_steps == 0 or p.batch == len(weights):
+            if optimizer_update(t):
+                p.updates, p.bad_in_a_row = p.updates + 1, 0
+            else:
+                p.skipped_updates, p.bad_in_a_row = p.skipped_updates + 1, p.bad_in_a_row + 1
+                bar.write(f"warning: non-finite loss or gradients, update skipped ({p.bad_in_a_row} in a row)")
+                if p.bad_in_a_row >= c.max_bad_updates:
+                    raise NonFiniteError(f"{p.bad_in_a_row} updates in a row had non-finite loss or gradients; "
+                                         "stopped without saving them. Lower --lr, or use --amp_dtype bf16 "
+                                         "or no --mixed_precision, then --resume from the last checkpoint.")
+            if c.progress and p.updates % c.log_every == 0:  # the only other host sync, when shown
+                rate = (p.seen - seen_at_start) / (time.perf_counter() - start)
+                bar.set_postfix_str(f"loss {p.loss_sum.item() / p.seen:.3g}  lr {t.scheduler.get_last_lr()[0]:.2e}  "
                                     f"{rate:.1f} img/s  {memory_text(t.device)}", refresh=False)
-            if c.max_updates and updates_done >= c.max_updates:
-                break
+            if after_update(p):
+                bar.close()
+                return False
     bar.close()
-    seconds = time.perf_counter() - start
-    return {"train_loss": loss_sum.item() / max(seen, 1), "updates": updates_done, "images_per_s": seen / seconds,
-            "train_seconds": seconds, "lr": t.scheduler.get_last_lr()[0]}
+    return True
+
+
+def epoch_stats(p: Progress, t: Training, seconds: float, images: int) -> dict:
+    """The finished epoch's mean loss and throughput; resets the epoch counters of ``p``."""
+    stats = {"epoch": p.epoch + 1, "train_loss": p.loss_sum.item() / max(p.seen, 1), "updates": p.updates,
+             "skipped_updates": p.skipped_updates, "images_per_s": images / max(seconds, 1e-9),
+             "train_seconds": seconds, "lr": t.scheduler.get_last_lr()[0]}
+    p.epoch, p.batch, p.seen = p.epoch + 1, 0, 0
+    p.loss_sum = torch.zeros((), device=t.device)
+    return stats
 
 
 @torch.no_grad()

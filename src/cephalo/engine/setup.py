@@ -4,6 +4,7 @@ device -> data -> model -> channels_last -> optimizer + schedule -> EMA -> compi
 from __future__ import annotations
 
 import math
+import os
 import random
 import warnings
 from dataclasses import dataclass
@@ -61,10 +62,17 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def seed_everything(seed: int) -> None:
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed every generator; ``deterministic`` also forbids non-deterministic kernels (repeatable on CPU, and on
+    CUDA as far as cuDNN allows) at some speed cost. Otherwise cuDNN may pick the fastest convolution per shape."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic cuBLAS
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -88,7 +96,7 @@ def build_training(config: TrainConfig, model: nn.Module | None = None) -> Train
     notes: list[str] = []
     device = resolve_device(config.device)
     precision = resolve_precision(device, config.mixed_precision, config.amp_dtype)
-    seed_everything(config.seed)
+    seed_everything(config.seed, config.deterministic)
 
     train_set, val_set, data_note = build_datasets(config)
     notes.append(data_note)

@@ -1,0 +1,106 @@
+"""What a checkpoint holds, restoring it, and finding the one to resume from."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from cephalo.engine.checkpoint import load_checkpoint, rng_state, set_rng_state
+from cephalo.engine.config import TrainConfig
+from cephalo.engine.loop import Progress
+from cephalo.engine.setup import Training
+from cephalo.preprocessing.normalize import GREY_MEAN, GREY_STD
+
+# Options a resumed run may change; everything else comes from the checkpoint so the run continues as it was.
+RESUME_OVERRIDABLE = ("epochs", "max_updates", "num_workers", "progress", "early_stopping", "patience", "device",
+                      "log_every", "val_every", "recovery_interval", "recovery_minutes")
+RESUMABLE = ("recovery.pt", "last.pt")
+
+
+def checkpoint_state(t: Training, progress: Progress, tracker: dict, metrics: dict) -> dict:
+    return {
+        "model": t.raw_model.state_dict(),
+        "ema": t.ema.state_dict() if t.ema is not None else None,
+        "predict_with": "ema" if t.ema is not None else "model",
+        "optimizer": t.optimizer.state_dict(),
+        "scheduler": t.scheduler.state_dict(),
+        "scaler": t.scaler.state_dict(),
+        "epoch": progress.epoch,  # epochs completed
+        "updates": progress.updates,
+        "progress": progress.state_dict(),
+        "rng": rng_state(),
+        "config": t.config.to_dict(),
+        "model_name": t.config.model,
+        "landmark_names": list(t.train_set.landmark_names),
+        "preprocessing": {"image_size": list(t.config.image_size), "letterbox": "centred, zero padding",
+                          "grey_mean": GREY_MEAN, "grey_std": GREY_STD},
+        "codec": {"stride": t.codec.stride, "sigma": t.codec.sigma},
+        "tracker": dict(tracker),
+        "metrics": {k: v for k, v in metrics.items() if k != "val_errors_mm"},
+    }
+
+
+def restore(t: Training, state: dict) -> tuple[Progress, dict]:
+    t.raw_model.load_state_dict(state["model"])
+    if t.ema is not None and state.get("ema") is not None:
+        t.ema.load_state_dict(state["ema"])
+    t.optimizer.load_state_dict(state["optimizer"])
+    t.scheduler.load_state_dict(state["scheduler"])
+    t.scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    tracker = {**state["tracker"], "stopped_because": None}  # why the earlier process stopped is history now
+    return Progress.from_state_dict(state["progress"], t.device), tracker
+
+
+def newest_checkpoint(run_dir: Path) -> tuple[Path, dict]:
+    """The resumable checkpoint of ``run_dir`` that got furthest; damaged ones are skipped with a warning."""
+    found = []
+    for name in RESUMABLE:
+        path = run_dir / name
+        if not path.exists():
+            continue
+        try:
+            state = load_checkpoint(path)
+            found.append(((state["progress"]["updates"], state["progress"]["batch"], name == "recovery.pt"), path,
+                          state))
+        except (ValueError, KeyError) as e:
+            warnings.warn(f"skipping {path}: {e}")
+    if not found:
+        raise FileNotFoundError(f"{run_dir}: no valid checkpoint to resume from (looked for {', '.join(RESUMABLE)})")
+    _, path, state = max(found, key=lambda item: item[0])
+    return path, state
+
+
+def resume_source(config: TrainConfig) -> Path:
+    """``--resume`` as a run directory: a checkpoint's folder, a run folder, or ``auto`` (``--run_name``'s folder,
+    else the newest run in ``--output_dir``)."""
+    if config.resume != "auto":
+        path = Path(config.resume)
+        return path if path.is_dir() else path.parent
+    if config.run_name:
+        return Path(config.output_dir) / config.run_name
+    runs = [p for p in Path(config.output_dir).glob("*") if any((p / n).exists() for n in RESUMABLE)]
+    if not runs:
+        raise FileNotFoundError(f"--resume auto: no run with a checkpoint in {config.output_dir}")
+    return max(runs, key=lambda p: max((p / n).stat().st_mtime for n in RESUMABLE if (p / n).exists()))
+
+
+def resolve_resume(config: TrainConfig) -> tuple[TrainConfig, dict | None, Path | None]:
+    """The checkpoint's config with the overridable options the command line changed, the checkpoint, its path."""
+    if not config.resume:
+        return config, None, None
+    given = Path(config.resume)
+    if config.resume != "auto" and given.is_file():
+        path, state = given, load_checkpoint(given)
+    else:
+        path, state = newest_checkpoint(resume_source(config))
+    if "progress" not in state:
+        raise ValueError(f"{path}: this checkpoint cannot be resumed (written by an older cephalo)")
+    defaults = TrainConfig()
+    values = dict(state["config"])
+    for key in RESUME_OVERRIDABLE:
+        if getattr(config, key) != getattr(defaults, key):
+            values[key] = getattr(config, key)
+    values["image_size"] = tuple(values["image_size"])
+    values["resume"] = str(path)
+    return TrainConfig(**{k: v for k, v in values.items() if k in TrainConfig.__dataclass_fields__}), state, path

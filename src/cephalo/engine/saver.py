@@ -1,0 +1,47 @@
+"""Writing checkpoints during a run: never non-finite weights, never a half-written file, and a failed write
+(a full disk) costs a warning, not the previous checkpoint."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from cephalo.engine.checkpoint import save_checkpoint
+from cephalo.engine.loop import NonFiniteError, Progress
+from cephalo.engine.resume import checkpoint_state
+from cephalo.engine.setup import Training
+
+
+class CheckpointWriter:
+    def __init__(self, run_dir: Path, t: Training):
+        self.run_dir, self.t = Path(run_dir), t
+        self.last_recovery_time = time.monotonic()
+        self.last_recovery_update: int | None = None
+
+    def save(self, name: str, progress: Progress, tracker: dict, metrics: dict) -> bool:
+        """Write ``run_dir/name``; False (with a warning) if the disk refused, the previous file being intact."""
+        weights = [p for p in self.t.raw_model.parameters()]
+        if not bool(torch.stack(torch._foreach_norm(weights)).isfinite().all()):
+            raise NonFiniteError(f"the weights are not finite: {name} was not written, the previous one is intact")
+        path = self.run_dir / name
+        try:
+            save_checkpoint(path, checkpoint_state(self.t, progress, tracker, metrics))
+        except OSError as e:
+            warnings.warn(f"could not write {path} ({e.strerror or e}); the previous {name} is intact. "
+                          "Free disk space: the next save will try again.")
+            return False
+        return True
+
+    def recovery_due(self, progress: Progress) -> bool:
+        c = self.t.config
+        if c.recovery_interval > 0:
+            return progress.updates % c.recovery_interval == 0 and progress.updates != self.last_recovery_update
+        return time.monotonic() - self.last_recovery_time >= c.recovery_minutes * 60
+
+    def recovery(self, progress: Progress, tracker: dict, metrics: dict) -> None:
+        """``recovery.pt``, overwritten in place, so that a crash costs at most one interval of work."""
+        self.save("recovery.pt", progress, tracker, metrics)
+        self.last_recovery_time, self.last_recovery_update = time.monotonic(), progress.updates
