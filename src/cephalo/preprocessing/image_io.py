@@ -24,7 +24,7 @@ def to_grey_uint8(image: np.ndarray) -> np.ndarray:
     """
     if image.ndim == 3:
         code = {3: cv2.COLOR_BGR2GRAY, 4: cv2.COLOR_BGRA2GRAY}.get(image.shape[2])
-        if image.shape[2] == 1:
+        if image.shape[2] in (1, 2):  # grey, or grey + alpha
             image = image[:, :, 0]
         elif code is None:
             raise ValueError(f"unsupported number of channels: {image.shape[2]}")
@@ -46,10 +46,21 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         return f.read()
 
 
+def truncation_problem(data: bytes) -> str | None:
+    """Truncated JPEG and BMP files still decode (the missing part comes out grey): catch them by their structure."""
+    if data[:3] == b"\xff\xd8\xff" and b"\xff\xd9" not in data[-4096:]:
+        return "truncated JPEG (no end-of-image marker): the file is incomplete"
+    if data[:2] == b"BM" and len(data) >= 6 and int.from_bytes(data[2:6], "little") > len(data):
+        return f"truncated BMP ({len(data)} of {int.from_bytes(data[2:6], 'little')} bytes)"
+    return None
+
+
 def decode_grey(data: bytes, path: str | os.PathLike = "<bytes>") -> np.ndarray:
     """Decode encoded image bytes to ``(H, W)`` uint8; raises :class:`ImageReadError` naming ``path``."""
     if len(data) == 0:
         raise ImageReadError(f"{path}: the file is empty (0 bytes)")
+    if problem := truncation_problem(data):
+        raise ImageReadError(f"{path}: {problem}")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ImageReadError(f"{path}: not a readable image (corrupt, truncated or an unsupported format)")
