@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cephalo.cli.common import DEFAULT_EVAL_SPLIT, add_dataset_args, check_split, dataset_spec
 from cephalo.datasets.sources import load_records
-from cephalo.evaluation.evaluate import evaluate_predictions
+from cephalo.evaluation.evaluate import score_predictions
 from cephalo.evaluation.metrics import format_report
 from cephalo.evaluation.predictions import read_predictions
 
@@ -22,15 +22,23 @@ def add_parser(subparsers) -> None:
                    help="CSV in the dataset layout: image,spacing_mm,<name>_x,<name>_y,... in original pixels")
     p.add_argument("--output", type=Path, help="JSON report (default: next to the predictions, *.eval.json)")
     p.add_argument("--allow_missing", action="store_true", help="score only the images that have a prediction")
+    p.add_argument("--report", type=Path, metavar="DIR",
+                   help="also write a report folder: report.html with tables, plots (needs matplotlib) and the "
+                        "worst images drawn, per_landmark.csv/.md, per_image.csv, report.json")
+    p.add_argument("--worst", type=int, default=6, metavar="N",
+                   help="--report: how many of the images with the highest MRE to draw (default 6)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.worst < 0:
+        raise ValueError(f"--worst {args.worst}: give 0 or more images")
     spec = dataset_spec(args)
     split = check_split(spec, args.split or DEFAULT_EVAL_SPLIT[spec.resolved_format])
     records = load_records(spec, split, on_bad="skip" if args.skip_bad else "error")
     names, predictions = read_predictions(args.predictions)
-    report = evaluate_predictions(records, names, predictions, allow_missing=args.allow_missing)
+    evaluation = score_predictions(records, names, predictions, allow_missing=args.allow_missing)
+    report = evaluation.report
     report.update(dataset=str(spec.path), split=split, predictions=str(args.predictions))
     print(format_report(report))
     print(f"{report['images']} images x {len(records[0].landmark_names)} landmarks"
@@ -40,4 +48,10 @@ def run(args: argparse.Namespace) -> int:
     tmp.write_text(json.dumps(report, indent=2), encoding="utf-8")
     os.replace(tmp, output)
     print(f"report: {output}")
+    if args.report is not None:
+        from cephalo.evaluation.report import write_report
+
+        written = write_report(args.report, evaluation, records, worst=args.worst)
+        print(f"report page: {written.html} ({len(written.files)} files"
+              + (f", {len(written.warnings)} warning(s)" if written.warnings else "") + ")")
     return 0

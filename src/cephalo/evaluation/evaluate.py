@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from cephalo.datasets.record import LandmarkRecord
@@ -11,6 +13,24 @@ from cephalo.evaluation.predictions import match_predictions
 
 class EvaluationError(ValueError):
     """Predictions that cannot be scored against the dataset; the message says what to fix."""
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """A scored predictions file: the report plus the per-instance numbers behind it (for plots and galleries).
+
+    Attributes:
+        report: what :func:`evaluate_predictions` returns.
+        record_indices: ``(N,)`` index into the evaluated records of each scored image, in record order.
+        errors_mm: ``(N, K)`` radial errors in mm, landmarks in the dataset's order.
+        predicted, target: ``(N, K, 2)`` original pixel coordinates, landmarks in the dataset's order.
+    """
+
+    report: dict
+    record_indices: np.ndarray
+    errors_mm: np.ndarray
+    predicted: np.ndarray
+    target: np.ndarray
 
 
 def evaluate_predictions(
@@ -26,6 +46,17 @@ def evaluate_predictions(
     Landmarks are matched by name; the predictions may hold extra landmarks.
     Returns the :func:`landmark_report` plus ``images``, ``missing`` and ``per_image`` MRE.
     """
+    return score_predictions(records, landmark_names, predictions, allow_missing, thresholds_mm).report
+
+
+def score_predictions(
+    records: list[LandmarkRecord],
+    landmark_names: tuple[str, ...],
+    predictions: dict[str, np.ndarray],
+    allow_missing: bool = False,
+    thresholds_mm: tuple[float, ...] = SDR_THRESHOLDS_MM,
+) -> Evaluation:
+    """:func:`evaluate_predictions`, keeping the per-instance errors and coordinates (an :class:`Evaluation`)."""
     if not records:
         raise EvaluationError("the dataset split has no records to evaluate")
     names = records[0].landmark_names
@@ -54,4 +85,4 @@ def evaluate_predictions(
     report["missing"] = missing
     report["unmatched_predictions"] = unmatched
     report["per_image_mre_mm"] = {records[i].case_id: float(e.mean()) for i, e in zip(indices, errors)}
-    return report
+    return Evaluation(report, np.asarray(indices, np.int64), errors, predicted, target)

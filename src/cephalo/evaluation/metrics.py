@@ -55,9 +55,19 @@ def landmark_report(
     }
 
 
+def sdr_labels(report: dict) -> list[str]:
+    """The SDR threshold labels of a :func:`landmark_report` (``"2mm"``, ``"2.5mm"``, ...)."""
+    return list(report["overall"]["sdr"])
+
+
+def report_rows(report: dict) -> list[tuple[str, dict]]:
+    """``(name, summary)`` per landmark in dataset order, then ``("overall", ...)``."""
+    return list(report["per_landmark"].items()) + [("overall", report["overall"])]
+
+
 def format_report(report: dict) -> str:
     """A plain-text per-landmark table (mm and %), overall last."""
-    thresholds = list(report["overall"]["sdr"])
+    thresholds = sdr_labels(report)
     header = f"{'landmark':<10} {'MRE':>7} {'SD':>7} " + " ".join(f"{'SDR' + t:>10}" for t in thresholds)
     lines = [header, "-" * len(header)]
 

@@ -1,0 +1,153 @@
+"""The page of ``cephalo evaluate --report``: ``report.html``, one file without scripts or external resources
+that shows the tables, plots and gallery (images by relative path, so keep the folder together)."""
+
+from __future__ import annotations
+
+import datetime
+import html
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+
+from cephalo.evaluation.metrics import report_rows, sdr_labels
+from cephalo.visualize import overlay
+
+_CSS = """
+body{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:#222;background:#f6f7f9;margin:0}
+main{max-width:1180px;margin:0 auto;padding:24px 28px 48px;background:#fff;min-height:100vh;box-sizing:border-box}
+h1{font-size:24px;margin:0 0 4px}
+h2{font-size:19px;margin:32px 0 10px;border-bottom:1px solid #e3e5e8;padding-bottom:4px}
+.sub{color:#666;margin:0 0 18px;font-size:13px}
+table{border-collapse:collapse;font-size:13.5px}
+th,td{padding:4px 10px;border-bottom:1px solid #eceef1;text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f0f2f5;font-weight:600}th:first-child,td:first-child,td.text{text-align:left}
+tr.overall td{font-weight:700;border-top:2px solid #999;background:#fafbfc}
+table.meta td{text-align:left;border:none;padding:2px 14px 2px 0}table.meta td:first-child{color:#666}
+td.path{word-break:break-all;font-family:ui-monospace,Consolas,monospace;font-size:12.5px}
+.good{background:#e3f4e8}.fair{background:#fbf0d6}.poor{background:#f9dedb}
+.cards{display:flex;flex-wrap:wrap;gap:12px;margin:8px 0}
+.card{border:1px solid #e3e5e8;border-radius:8px;padding:10px 16px;min-width:120px;background:#fafbfc}
+.card .v{font-size:22px;font-weight:700}.card .l{font-size:12px;color:#666}
+img.plot{max-width:100%;border:1px solid #eceef1;margin:6px 0}
+.gallery{display:grid;align-items:start;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:16px}
+figure{margin:0;border:1px solid #e3e5e8;border-radius:6px;overflow:hidden;background:#fafbfc}
+figure img{width:100%;display:block}figcaption{font-size:13px;padding:6px 10px}
+.note{background:#fff6e0;border-left:4px solid #e0a526;padding:8px 12px;font-size:13.5px}
+.legend span{display:inline-block;margin-right:16px}
+.dot{display:inline-block;width:10px;height:10px;border-radius:50%;vertical-align:middle;margin-right:4px}
+details summary{cursor:pointer;color:#1f4e79;margin:6px 0}
+"""
+
+
+def _band_class(mre: float) -> str:
+    return "good" if mre <= 2.0 else "fair" if mre <= 4.0 else "poor"
+
+
+def _href(path: Path) -> str:
+    return quote(path.name)
+
+
+def _css_colour(bgr) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*(int(c) for c in reversed(tuple(bgr)[:3])))
+
+
+def render_html(report: dict, case_errors: list[tuple[str, np.ndarray]], names: tuple[str, ...],
+                plots: list[Path], gallery: list[tuple[Path, str, float, str]], notes: list[str]) -> str:
+    """The report page; images are referenced by file name, relative to the page."""
+
+    e = html.escape
+    thresholds = sdr_labels(report)
+    overall = report["overall"]
+    missing, unmatched = report.get("missing", []), report.get("unmatched_predictions", [])
+
+    def listing(items: list[str]) -> str:
+        shown = ", ".join(items[:10]) + (f", … ({len(items)} in all)" if len(items) > 10 else "")
+        return f"{len(items)}" + (f" ({e(shown)})" if items else "")
+
+    def path_cell(key: str) -> str:
+        return f'<span class="path">{e(str(report.get(key, "")))}</span>'
+
+    def card(value: str, label: str) -> str:
+        return f'<div class="card"><div class="v">{value}</div><div class="l">{label}</div></div>'
+
+    meta = [
+        ("dataset", path_cell("dataset")),
+        ("split", e(str(report.get("split", "")))),
+        ("predictions", path_cell("predictions")),
+        ("images scored", str(report.get("images", len(case_errors)))),
+        ("landmarks", str(len(names))),
+        ("landmark instances", str(overall["count"])),
+        ("images without prediction", listing(missing)),
+        ("prediction rows matching no image", listing(unmatched)),
+    ]
+    title = Path(str(report.get("predictions", "predictions"))).name
+    when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>cephalo evaluation: {e(title)}</title>",
+        f"<style>{_CSS}</style></head><body><main>",
+        "<h1>Landmark detection report</h1>",
+        f'<p class="sub">cephalo evaluate, {when}. Errors are radial, in mm, measured in each image\'s original '
+        + "pixels with its own spacing; MRE, SD and SDR pool all (image, landmark) instances.</p>",
+        '<table class="meta">' + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in meta) + "</table>",
+        "<h2>Overall</h2>",
+        '<div class="cards">',
+        card(f"{overall['mre_mm']:.2f} mm", f"MRE ± {overall['sd_mm']:.2f} (SD)"),
+        *(card(f"{overall['sdr'][t]:.1f}%", f"SDR {e(t[:-2])} mm") for t in thresholds),
+        "</div>",
+        *(f'<p class="note">{e(n)}</p>' for n in notes),
+    ]
+
+    parts.append("<h2>Per landmark</h2>")
+    head = ["landmark", "MRE (mm)", "SD (mm)", *(f"SDR {e(t[:-2])} mm" for t in thresholds), "count"]
+    parts.append("<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>")
+    for name, s in report_rows(report):
+        cells = [f"<td>{e(name)}</td>", f'<td class="{_band_class(s["mre_mm"])}">{s["mre_mm"]:.3f}</td>',
+                 f"<td>{s['sd_mm']:.3f}</td>", *(f"<td>{s['sdr'][t]:.2f}%</td>" for t in thresholds),
+                 f"<td>{s['count']}</td>"]
+        parts.append(('<tr class="overall">' if name == "overall" else "<tr>") + "".join(cells) + "</tr>")
+    parts.append("</tbody></table>")
+    parts.append('<p class="sub">MRE cell: <span class="good">&nbsp;≤ 2 mm&nbsp;</span> '
+                 + '<span class="fair">&nbsp;2-4 mm&nbsp;</span> <span class="poor">&nbsp;&gt; 4 mm&nbsp;</span>. '
+                 + 'Also in <a href="per_landmark.csv">per_landmark.csv</a> and '
+                 + '<a href="per_landmark.md">per_landmark.md</a>.</p>')
+
+    if plots:
+        parts.append("<h2>Plots</h2>")
+        parts += [f'<p><img class="plot" src="{_href(p)}" alt="{e(p.stem.replace("_", " "))}"></p>' for p in plots]
+
+    if gallery:
+        dot = '<i class="dot" style="{}"></i>'
+        legend = [
+            dot.format(f"background:{_css_colour(overlay.PREDICTED)}") + "prediction",
+            dot.format(f"border:2px solid {_css_colour(overlay.TRUTH)};width:8px;height:8px") + "ground truth",
+            dot.format(f"background:{_css_colour(overlay.ERROR)};border-radius:0;height:3px") + "error",
+        ]
+        parts.append(f"<h2>The {len(gallery)} image(s) with the highest MRE</h2>")
+        parts.append('<p class="legend">' + "".join(f"<span>{item}</span>" for item in legend)
+                     + "(cropped to the landmarks; click an image for full size)</p>")
+        parts.append('<div class="gallery">')
+        for k, (path, case, mre, detail) in enumerate(gallery, start=1):
+            link = f'<a href="{_href(path)}"><img src="{_href(path)}" alt="{e(case)}" loading="lazy"></a>'
+            caption = f"<figcaption><b>#{k} {e(case)}</b>: MRE {mre:.2f} mm, {e(detail)}</figcaption>"
+            parts.append(f"<figure>{link}{caption}</figure>")
+        parts.append("</div>")
+
+    ranked = sorted(case_errors, key=lambda item: (-float(item[1].mean()), item[0]))
+    parts.append("<h2>Per image</h2>")
+    parts.append(f"<details{' open' if len(ranked) <= 40 else ''}>"
+                 + f"<summary>all {len(ranked)} images, highest MRE first</summary>")
+    head = ["image", "MRE (mm)", "max (mm)", "worst landmark"]
+    parts.append("<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>")
+    for case, errs in ranked:
+        j, mre = int(errs.argmax()), float(errs.mean())
+        parts.append(f'<tr><td>{e(case)}</td><td class="{_band_class(mre)}">{mre:.3f}</td>'
+                     + f'<td>{errs[j]:.3f}</td><td class="text">{e(names[j])}</td></tr>')
+    parts.append("</tbody></table></details>")
+    parts.append('<p class="sub">Every landmark of every image: <a href="per_image.csv">per_image.csv</a>; '
+                 + 'the full report: <a href="report.json">report.json</a>.</p>')
+    parts += ["</main></body></html>", ""]
+    return "\n".join(parts)

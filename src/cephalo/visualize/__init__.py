@@ -1,0 +1,1 @@
+"""Pictures for people: landmark overlays (and, with matplotlib, evaluation plots)."""
