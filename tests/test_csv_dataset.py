@@ -83,3 +83,15 @@ def test_write_then_read_round_trip(tmp_path):
     records, issues = read_csv_dataset(out)
     assert not issues
     np.testing.assert_allclose(np.stack([r.landmarks for r in records]), points, atol=1e-3)
+
+
+def test_write_unknown_spacing_as_an_empty_cell(tmp_path):
+    out = tmp_path / "preds.csv"
+    points = np.arange(18, dtype=np.float64).reshape(3, 3, 2)
+    write_landmarks_csv(out, ["a.png", "b.png", "c.png"], list(points), [0.1, None, float("nan")], ("S", "N", "Me"))
+    rows = [line.split(",") for line in out.read_text().splitlines()]
+    assert rows[0][:3] == ["image", "spacing_mm", "S_x"]
+    assert [r[1] for r in rows[1:]] == ["0.1", "", ""]
+    assert rows[2][2:] == [f"{v:.3f}" for v in points[1].reshape(-1)]
+    _, issues = read_csv_dataset(out)  # read back as a dataset, an empty spacing is reported, not guessed
+    assert sum("missing pixel spacing" in str(i) for i in issues) == 2

@@ -7,22 +7,25 @@ import os
 import sys
 
 from cephalo import __version__
-from cephalo.cli import baseline, evaluate, prepare
+from cephalo.cli import baseline, evaluate, export, predict, prepare
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="cephalo", description="Cephalometric landmark detection: prepare data, train, evaluate."
+        prog="cephalo", description="Cephalometric landmark detection: train, predict, evaluate, export."
     )
     parser.add_argument("--version", action="version", version=f"cephalo {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     subparsers.add_parser("train", help="train a landmark detector (cephalo train --help)", add_help=False)
-    for module in (prepare, evaluate, baseline):
+    for module in (predict, evaluate, export, prepare, baseline):
         module.add_parser(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a path that is not valid UTF-8 must not crash an error message
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["train"]:  # its own parser: flags generated from TrainConfig, plus --config files
         from cephalo.cli.train import main as train_main

@@ -149,12 +149,15 @@ def read_csv_dataset(
 def write_landmarks_csv(
     path: Path | str,
     images: list[str],
-    landmarks: np.ndarray,
-    spacing_mm: list[float] | np.ndarray,
+    landmarks: np.ndarray | list[np.ndarray],
+    spacing_mm: list[float | None] | np.ndarray,
     landmark_names: tuple[str, ...] | list[str],
     extra_columns: dict[str, list] | None = None,
 ) -> None:
-    """Write ``landmarks (N, K, 2)`` in the CSV layout (atomically): the layout ``read_csv_dataset`` reads."""
+    """Write ``landmarks (N, K, 2)`` in the CSV layout (atomically): the layout ``read_csv_dataset`` reads.
+
+    A spacing of ``None`` or NaN (unknown, as for predictions on plain images) is written as an empty cell.
+    """
     path = Path(path)
     extra_columns = extra_columns or {}
     header = ["image", "spacing_mm", *extra_columns] + [f"{n}_{a}" for n in landmark_names for a in ("x", "y")]
@@ -165,5 +168,12 @@ def write_landmarks_csv(
         for i, image in enumerate(images):
             coords = [f"{v:.3f}" for v in np.asarray(landmarks[i], dtype=np.float64).reshape(-1)]
             extras = [values[i] for values in extra_columns.values()]
-            writer.writerow([image, f"{float(spacing_mm[i]):g}", *extras, *coords])
+            writer.writerow([image, _spacing_cell(spacing_mm[i]), *extras, *coords])
     os.replace(tmp, path)
+
+
+def _spacing_cell(spacing: float | None) -> str:
+    """``0.1`` -> ``"0.1"``; an unknown spacing (``None`` or NaN) -> an empty cell."""
+    if spacing is None or math.isnan(float(spacing)):
+        return ""
+    return f"{float(spacing):g}"

@@ -1,0 +1,82 @@
+"""``cephalo predict``: landmarks for new cephalograms from a trained checkpoint (or an exported ONNX model).
+
+INPUT is any mix of image files, folders of images and datasets (Aariz, ISBI 2015 or CSV: their ground truth and
+pixel spacing come along). Writes to --out: predictions.csv (the CSV dataset layout, original pixels, scored by
+``cephalo evaluate``), one <stem>.json per image (coordinates, confidences, mm when the spacing is known) and, with
+--overlay, <stem>_overlay.jpg. Unreadable images are listed and skipped; the exit code is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from cephalo.datasets.sources import FORMATS
+from cephalo.inference.inputs import DEFAULT_SPLIT, resolve_inputs
+from cephalo.inference.outputs import CSV_NAME, predict_to_folder
+from cephalo.inference.predictor import load_predictor
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("predict", help="predict landmarks on images, folders or a dataset", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image file, folder of images, or dataset (Aariz/ISBI 2015 folder, CSV file or its folder)")
+    p.add_argument("--checkpoint", type=Path, required=True,
+                   help="best.pt / last.pt from cephalo train, or an .onnx from cephalo export (holds everything needed)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    p.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.jpg with the landmarks drawn")
+    p.add_argument("--batch_size", type=int, default=4, help="images per forward pass (default 4)")
+    p.add_argument("--num_workers", type=int, default=2, help="DataLoader workers reading images (default 2)")
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (default: CUDA when there is one)")
+    p.add_argument("--no_mixed_precision", dest="mixed_precision", action="store_false",
+                   help="fp32 instead of autocast (fp16 on CUDA, bf16 on CPU)")
+    p.add_argument("--spacing_mm", type=float,
+                   help="pixel spacing (mm per pixel) of images whose spacing no dataset gives: adds mm to the JSON")
+    p.add_argument("--dataset_format", choices=FORMATS, help="read folder/CSV inputs as this dataset layout (default: detected)")
+    p.add_argument("--split", help="dataset split to predict (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_SPLIT.items()) + ")")
+    p.add_argument("--recursive", action="store_true", help="look for images in subfolders of folder inputs too")
+    p.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch_size < 1 or args.num_workers < 0:
+        raise ValueError("--batch_size must be at least 1 and --num_workers 0 or more")
+    if args.spacing_mm is not None and not (math.isfinite(args.spacing_mm) and args.spacing_mm > 0):
+        raise ValueError(f"--spacing_mm must be a positive number of mm per pixel, got {args.spacing_mm}")
+    predictor = load_predictor(args.checkpoint, args.device, args.mixed_precision)
+    items, issues, notes = resolve_inputs(args.inputs, args.dataset_format, args.split, args.recursive,
+                                          exclude=args.out.resolve())
+    if not items:
+        listed = "".join(f"\n  - {issue}" for issue in issues)
+        raise ValueError(f"no input images in {' '.join(args.inputs)}{listed}")
+    for note in notes:
+        print(note)
+    (h, w), names = predictor.image_size, predictor.landmark_names
+    where = " on ".join(str(x) for x in (getattr(predictor, "precision", None), getattr(predictor, "device", None)) if x)
+    print(f"model: {args.checkpoint} ({predictor.facts.get('model_name', '?')}, {len(names)} landmarks, input {h}x{w}"
+          + (f", {where}" if where else "") + ")")
+    print(f"predicting {len(items)} image(s) -> {args.out}")
+    summary = predict_to_folder(predictor, items, args.out, overlay=args.overlay, batch_size=args.batch_size,
+                                num_workers=args.num_workers, progress=args.progress, spacing_mm=args.spacing_mm,
+                                failures=issues)
+    n, failed = len(summary.predicted), len(summary.failures)
+    if n:
+        outputs = f"{CSV_NAME}, {n} JSON" + (f", {summary.overlays} overlays" if args.overlay else "")
+        print(f"wrote {outputs} in {args.out}")
+        print(f"{n} images in {summary.seconds:.1f} s: {summary.images_per_s:.2f} images/s "
+              f"(model {n / max(summary.model_seconds, 1e-9):.2f} images/s; batch {args.batch_size}, "
+              f"{args.num_workers} workers)")
+    if summary.mre_mm is not None:
+        print(f"against the dataset's ground truth ({summary.truth_images} images): MRE {summary.mre_mm:.2f} mm; "
+              f"cephalo evaluate --predictions {args.out / CSV_NAME} --dataset_path ... for the full table")
+    print(f"{n} images predicted, {failed} failed")
+    if failed:
+        print("failed:", file=sys.stderr)
+        for issue in summary.failures:
+            print(f"  - {issue}", file=sys.stderr)
+        return 1
+    return 0

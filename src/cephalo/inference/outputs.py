@@ -1,0 +1,155 @@
+"""What ``cephalo predict`` writes: the batched loop of :mod:`cephalo.inference.predict` plus its outputs.
+
+:func:`predict_to_folder` writes ``predictions.csv`` (the CSV dataset layout, original pixels, which
+``cephalo evaluate`` scores), one ``<stem>.json`` per image and, on request, ``<stem>_overlay.jpg`` (drawn in
+background threads while the model runs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+
+import numpy as np
+
+from cephalo.datasets.csv_dataset import write_landmarks_csv
+from cephalo.datasets.issues import DataIssue
+from cephalo.inference.inputs import InputImage, aligned_truth
+from cephalo.inference.predict import (
+    ImageFailure,
+    ImageResult,
+    LoopStats,
+    iter_predictions,
+)
+from cephalo.inference.predictor import Predictor
+from cephalo.preprocessing.image_io import write_image
+
+CSV_NAME = "predictions.csv"
+
+
+@dataclass
+class PredictionSummary:
+    out_dir: Path
+    csv_path: Path | None
+    predicted: list[str] = field(default_factory=list)
+    failures: list[DataIssue] = field(default_factory=list)
+    seconds: float = 0.0
+    model_seconds: float = 0.0
+    overlays: int = 0
+    mre_mm: float | None = None  # against the ground truth of dataset inputs, when there is any
+    truth_images: int = 0
+
+    @property
+    def images_per_s(self) -> float:
+        return len(self.predicted) / self.seconds if self.seconds > 0 else math.nan
+
+
+def output_stems(items: list[InputImage]) -> list[str]:
+    """File stems for each image's outputs, unique even on case-insensitive file systems.
+
+    ``001.png`` gives ``001``; when two inputs share a stem (``a/001.png``, ``b/001.png``) the parent folder is
+    prefixed (``a_001``, ``b_001``), and a counter is appended if that is still not unique.
+    """
+    stem_counts = Counter(item.path.stem.lower() for item in items)
+    used: set[str] = set()
+    stems = []
+    for item in items:
+        name = item.path.stem
+        if stem_counts[name.lower()] > 1:
+            parent = PurePath(item.key.replace("\\", "/")).parent.name.strip(".") or item.path.resolve().parent.name
+            name = f"{parent}_{name}" if parent else name
+        base, n = name, 2
+        while name.lower() in used:
+            name, n = f"{base}_{n}", n + 1
+        used.add(name.lower())
+        stems.append(name)
+    return stems
+
+
+def landmark_json(item: InputImage, result: ImageResult, names: tuple[str, ...], spacing_mm: float | None) -> dict:
+    landmarks = {}
+    for name, (x, y), c in zip(names, result.landmarks, result.confidence):
+        entry = {"x": round(float(x), 3), "y": round(float(y), 3), "confidence": round(float(c), 4)}
+        if spacing_mm is not None:
+            entry.update(x_mm=round(float(x) * spacing_mm, 3), y_mm=round(float(y) * spacing_mm, 3))
+        landmarks[name] = entry
+    return {"image": str(item.path), "image_size": list(result.image_size), "spacing_mm": spacing_mm,
+            "landmarks": landmarks}
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _overlay(path: Path, original: np.ndarray, landmarks: np.ndarray, names: tuple[str, ...],
+             truth: np.ndarray | None) -> None:
+    from cephalo.visualize.overlay import draw_landmarks
+
+    write_image(path, draw_landmarks(original, landmarks, names, truth=truth))
+
+
+def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Path | str, overlay: bool = False,
+                      batch_size: int = 4, num_workers: int = 2, progress: bool = True,
+                      spacing_mm: float | None = None, failures: list[DataIssue] | None = None) -> PredictionSummary:
+    """Predict ``items`` and write ``predictions.csv``, ``<stem>.json`` (and ``<stem>_overlay.jpg``) in ``out_dir``.
+
+    ``spacing_mm`` is used for images whose spacing no dataset gives. JSON files and overlays are written as the
+    images are done (an interrupted run keeps them); the CSV, one row per predicted image in input order, at the
+    end. Unreadable images are listed in the summary's ``failures`` (after the given ``failures``), not raised.
+    """
+    if spacing_mm is not None and not (math.isfinite(spacing_mm) and spacing_mm > 0):
+        raise ValueError(f"--spacing_mm must be a positive number of mm per pixel, got {spacing_mm}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir}: exists and is not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = tuple(predictor.landmark_names)
+    stems = output_stems(items)
+    summary = PredictionSummary(out_dir=out_dir, csv_path=None, failures=list(failures or []))
+    rows: list[tuple[str, np.ndarray, float | None]] = []
+    errors_mm: list[np.ndarray] = []
+    stats = LoopStats()
+    pending: deque[Future] = deque()
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:  # overlays are drawn and encoded while the model runs
+        for outcome in iter_predictions(predictor, [it.path for it in items], batch_size, num_workers, progress,
+                                        keep_originals=overlay, stats=stats):
+            item = items[outcome.index]
+            if isinstance(outcome, ImageFailure):
+                summary.failures.append(DataIssue(item.path, outcome.message.removeprefix(f"{item.path}: ")))
+                continue
+            spacing = item.spacing_mm if item.spacing_mm is not None else spacing_mm
+            stem = stems[outcome.index]
+            _write_text(out_dir / f"{stem}.json", json.dumps(landmark_json(item, outcome, names, spacing), indent=2))
+            truth = aligned_truth(item, names)
+            if truth is not None and item.spacing_mm is not None:
+                errors_mm.append(np.linalg.norm(outcome.landmarks - truth, axis=1) * item.spacing_mm)
+            if overlay:
+                pending.append(pool.submit(_overlay, out_dir / f"{stem}_overlay.jpg", outcome.original,
+                                           outcome.landmarks, names, truth))
+                outcome.original = None
+                while len(pending) > 2 * batch_size:  # bound the originals held in memory
+                    pending.popleft().result()
+                    summary.overlays += 1
+            rows.append((item.key, outcome.landmarks, spacing))
+            summary.predicted.append(item.key)
+        while pending:
+            pending.popleft().result()
+            summary.overlays += 1
+    summary.seconds = time.perf_counter() - start
+    summary.model_seconds = stats.model_seconds
+    if rows:
+        summary.csv_path = out_dir / CSV_NAME
+        write_landmarks_csv(summary.csv_path, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], names)
+    if errors_mm:
+        summary.mre_mm = float(np.nanmean(np.concatenate(errors_mm)))
+        summary.truth_images = len(errors_mm)
+    return summary
