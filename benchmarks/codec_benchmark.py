@@ -141,7 +141,7 @@ def main() -> None:
             ("numpy per-keypoint loop", lambda p: ref.encode(p, not args.no_collate), ref.decode, points),
         ):
             t_enc, maps = _time_ms(lambda: enc(pts), args.repeats, args.warmup)
-            t_dec, (decoded, _) = _time_ms(lambda: dec(maps), args.repeats, args.warmup)
+            t_dec, (decoded, _) = _time_ms(lambda m=maps: dec(m), args.repeats, args.warmup)
             del maps
             err = np.linalg.norm(np.asarray(decoded, np.float64) - points, axis=-1).mean() / stride
             rows.append((name, t_enc, t_dec, err))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
+from cephalo.atomic import write_text
 from cephalo.cli.common import DEFAULT_EVAL_SPLIT, add_dataset_args, check_split, dataset_spec
 from cephalo.datasets.sources import load_records
 from cephalo.evaluation.evaluate import score_predictions
@@ -44,9 +44,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{report['images']} images x {len(records[0].landmark_names)} landmarks"
           + (f"; {len(report['missing'])} without prediction" if report["missing"] else ""))
     output = args.output or args.predictions.with_suffix(".eval.json")
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2), encoding="utf-8")
-    os.replace(tmp, output)
+    write_text(output, json.dumps(report, indent=2))
     print(f"report: {output}")
     if args.report is not None:
         from cephalo.evaluation.report import write_report

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from cephalo import __version__
 from cephalo.cli import baseline, evaluate, export, predict, prepare
+from cephalo.cli.common import run_reporting_errors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,17 +32,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return train_main(argv[1:])
     args = build_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except (ValueError, FileNotFoundError) as e:
-        # Bad input the user can fix: the message names the file and the remedy; a traceback would bury it.
-        if os.environ.get("CEPHALO_DEBUG"):
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished cache entries are kept; run the same command again to continue", file=sys.stderr)
-        return 130
+    return run_reporting_errors(lambda: args.run(args),
+                                "interrupted: what was finished is kept; run the same command again to continue")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from cephalo.cli.common import add_dataset_args, cache_for, dataset_spec, print_duplicates
-from cephalo.preprocessing.prepare import prepare_splits
 from cephalo.datasets.sources import SPLITS
 from cephalo.preprocessing.cache import find_duplicates
+from cephalo.preprocessing.prepare import prepare_splits
 
 
 def add_parser(subparsers) -> None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
+from cephalo.cli.common import run_reporting_errors
 from cephalo.engine.config import parse_args
 
 
@@ -13,15 +12,12 @@ def main(argv: list[str] | None = None, prog: str = "cephalo train") -> int:
     config = parse_args(argv, argparse.ArgumentParser(prog=prog, description=__doc__))
     from cephalo.engine.trainer import fit  # after parsing: --help stays instant
 
-    try:
+    def train() -> int:
         fit(config)
-    except (ValueError, FileNotFoundError) as e:
-        if os.environ.get("CEPHALO_DEBUG"):
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: the last completed epoch is in last.pt; continue with --resume <run>/last.pt",
-              file=sys.stderr)
-        return 130
-    return 0
+        return 0
+
+    return run_reporting_errors(
+        train,
+        "interrupted at once: the newest state is in the run folder's recovery.pt or last.pt; "
+        "continue with cephalo train --resume <run folder>",
+    )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cephalo.atomic import atomic_open
 from cephalo.datasets.checks import landmark_problems, spacing_problem
 from cephalo.datasets.issues import DataIssue
 from cephalo.datasets.record import LandmarkRecord
@@ -161,15 +162,13 @@ def write_landmarks_csv(
     path = Path(path)
     extra_columns = extra_columns or {}
     header = ["image", "spacing_mm", *extra_columns] + [f"{n}_{a}" for n in landmark_names for a in ("x", "y")]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         for i, image in enumerate(images):
             coords = [f"{v:.3f}" for v in np.asarray(landmarks[i], dtype=np.float64).reshape(-1)]
             extras = [values[i] for values in extra_columns.values()]
             writer.writerow([image, _spacing_cell(spacing_mm[i]), *extras, *coords])
-    os.replace(tmp, path)
 
 
 def _spacing_cell(spacing: float | None) -> str:

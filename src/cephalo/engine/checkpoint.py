@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from cephalo.atomic import atomic_open
 
 CHECKPOINT_VERSION = 1
 
@@ -44,17 +45,8 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
     A crash or a full disk while writing leaves the previous checkpoint intact.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"version": CHECKPOINT_VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb", fsync=True) as f:
+        torch.save({"version": CHECKPOINT_VERSION, **state}, f)
 
 
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict:

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
+
+from cephalo.atomic import write_text
 
 
 class RunLog:
     def __init__(self, run_dir: Path, config: dict):
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / ".config.json.tmp"
-        tmp.write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
-        os.replace(tmp, self.dir / "config.json")
+        write_text(self.dir / "config.json", json.dumps(config, indent=2, default=str))
         self.tensorboard = None
         try:
             from torch.utils.tensorboard import SummaryWriter

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cephalo.preprocessing.cache import CacheEntry
 from cephalo.datasets.record import LandmarkRecord
+from cephalo.preprocessing.cache import CacheEntry
 
 
 def fit_mean_shape(records: list[LandmarkRecord], entries: list[CacheEntry]) -> np.ndarray:

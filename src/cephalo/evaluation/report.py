@@ -14,7 +14,6 @@ Here: the tables and the assembly; the gallery pictures are :mod:`cephalo.visual
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cephalo.atomic import write_text
 from cephalo.datasets.record import LandmarkRecord
 from cephalo.evaluation.evaluate import Evaluation
 from cephalo.evaluation.metrics import report_rows, sdr_labels
@@ -58,13 +58,6 @@ class ReportFiles:
 
 def _warn_stderr(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
-
-
-def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8", newline="\n")
-    os.replace(tmp, path)
-    return path
 
 
 # ---------------------------------------------------------------- tables
@@ -158,10 +151,10 @@ def write_report(out_dir: Path | str, evaluation: Evaluation, records: list[Land
     names = records[int(evaluation.record_indices[0])].landmark_names
     case_ids = [records[int(i)].case_id for i in evaluation.record_indices]
     files = [
-        _write_text(out_dir / "per_landmark.csv", per_landmark_csv(report)),
-        _write_text(out_dir / "per_landmark.md", per_landmark_markdown(report)),
-        _write_text(out_dir / "per_image.csv", per_image_csv(case_ids, evaluation.errors_mm, names)),
-        _write_text(out_dir / "report.json", json.dumps(report, indent=2)),
+        write_text(out_dir / "per_landmark.csv", per_landmark_csv(report)),
+        write_text(out_dir / "per_landmark.md", per_landmark_markdown(report)),
+        write_text(out_dir / "per_image.csv", per_image_csv(case_ids, evaluation.errors_mm, names)),
+        write_text(out_dir / "report.json", json.dumps(report, indent=2)),
     ]
     for stale in out_dir.iterdir():  # an earlier run's gallery or plots would be mistaken for this one's
         if GALLERY_FILE.match(stale.name) or stale.name in (LANDMARK_PLOT, DISTRIBUTION_PLOT):
@@ -169,6 +162,6 @@ def write_report(out_dir: Path | str, evaluation: Evaluation, records: list[Land
     gallery = write_gallery(out_dir, worst_images(report["per_image_mre_mm"], worst), evaluation, records, note)
     plots = write_plots(out_dir, evaluation, note)
     page = render_html(report, list(zip(case_ids, evaluation.errors_mm)), names, plots, gallery, warnings)
-    html_path = _write_text(out_dir / "report.html", page)
+    html_path = write_text(out_dir / "report.html", page)
     files += [g[0] for g in gallery] + plots + [html_path]
     return ReportFiles(html=html_path, files=files, gallery=[g[0] for g in gallery], plots=plots, warnings=warnings)

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from cephalo import __version__
+from cephalo.atomic import write_bytes
 from cephalo.engine.checkpoint import load_checkpoint
 from cephalo.inference.onnx_predictor import (
     FORMAT_VERSION,
@@ -200,19 +201,6 @@ def _value_info(values) -> list[tuple[str, str, list]]:
     return out
 
 
-def _write_atomically(data: bytes, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def export_checkpoint(checkpoint_path: Path | str, out_path: Path | str, opset: int | None = None,
                       batch_size_hint: int = 1, exporter: str = "auto") -> ExportReport:
     """Export ``checkpoint_path`` to ``out_path`` (see the module docstring) and say how it went.
@@ -263,7 +251,7 @@ def export_checkpoint(checkpoint_path: Path | str, out_path: Path | str, opset: 
                         f"{len(facts['landmark_names'])} landmark heatmaps at stride {facts['stride']}")
     onnx.checker.check_model(proto)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(proto.SerializeToString(), out_path)
+    write_bytes(out_path, proto.SerializeToString(), fsync=True)
     return ExportReport(path=out_path, module=module, metadata=metadata, exporter=used, opset=opset,
                         seconds=time.perf_counter() - start, inputs=_value_info(proto.graph.input),
                         outputs=_value_info(proto.graph.output), fallbacks=failures)

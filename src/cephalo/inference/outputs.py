@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,6 +17,7 @@ from pathlib import Path, PurePath
 
 import numpy as np
 
+from cephalo.atomic import write_text
 from cephalo.datasets.csv_dataset import write_landmarks_csv
 from cephalo.datasets.issues import DataIssue
 from cephalo.inference.inputs import InputImage, aligned_truth
@@ -83,12 +83,6 @@ def landmark_json(item: InputImage, result: ImageResult, names: tuple[str, ...],
             "landmarks": landmarks}
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _overlay(path: Path, original: np.ndarray, landmarks: np.ndarray, names: tuple[str, ...],
              truth: np.ndarray | None) -> None:
     from cephalo.visualize.overlay import draw_landmarks
@@ -128,7 +122,7 @@ def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Pa
                 continue
             spacing = item.spacing_mm if item.spacing_mm is not None else spacing_mm
             stem = stems[outcome.index]
-            _write_text(out_dir / f"{stem}.json", json.dumps(landmark_json(item, outcome, names, spacing), indent=2))
+            write_text(out_dir / f"{stem}.json", json.dumps(landmark_json(item, outcome, names, spacing), indent=2))
             truth = aligned_truth(item, names)
             if truth is not None and item.spacing_mm is not None:
                 errors_mm.append(np.linalg.norm(outcome.landmarks - truth, axis=1) * item.spacing_mm)

@@ -20,8 +20,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from cephalo.models.resnet import (BasicBlock, Bottleneck, batch_norm, checkpoint_call, conv_bn, conv_bn_relu,
-                                   init_weights)
+from cephalo.models.resnet import (
+    BasicBlock,
+    Bottleneck,
+    batch_norm,
+    checkpoint_call,
+    conv_bn,
+    conv_bn_relu,
+    init_weights,
+)
 
 # width C, Bottleneck blocks in layer1, HRModules in stages 2-4, BasicBlocks per branch (timm's configs)
 HRNET_CONFIGS = {

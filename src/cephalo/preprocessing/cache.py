@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from cephalo.atomic import atomic_open, write_text
 from cephalo.datasets.checks import outside_image_problem
 from cephalo.datasets.issues import DataIssue
 from cephalo.datasets.record import LandmarkRecord
@@ -59,17 +58,6 @@ class PrepareResult:
     seconds: float = 0.0
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 class LetterboxCache:
     """Letterboxed greyscale copies of original images at one ``image_size`` ``(H, W)``, under ``root``."""
 
@@ -101,14 +89,15 @@ class LetterboxCache:
         letterbox = Letterbox(image.shape[:2], self.image_size)
         key = self.key(source)
         array_path = self.folder / f"{key}.npy"
-        _atomic_write(array_path, lambda f: np.save(f, letterbox.apply(image)))
+        with atomic_open(array_path) as f:
+            np.save(f, letterbox.apply(image))
         meta = {
             "source": str(source),
             "source_size": list(image.shape[:2]),
             "content_hash": hashlib.sha256(data).hexdigest(),
             "version": CACHE_VERSION,
         }
-        _atomic_write(self.folder / f"{key}.json", lambda f: f.write(json.dumps(meta).encode()))
+        write_text(self.folder / f"{key}.json", json.dumps(meta))
         return CacheEntry(array_path, tuple(image.shape[:2]), self.image_size, meta["content_hash"])
 
     def _entry(self, source: Path) -> tuple[CacheEntry, bool]:

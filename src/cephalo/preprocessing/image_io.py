@@ -8,6 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from cephalo.atomic import write_bytes
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
@@ -91,6 +93,4 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     ok, encoded = cv2.imencode(path.suffix, image)
     if not ok:
         raise ValueError(f"{path}: OpenCV could not encode an image of shape {image.shape} as {path.suffix}")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(encoded.tobytes())
-    os.replace(tmp, path)
+    write_bytes(path, encoded.tobytes())

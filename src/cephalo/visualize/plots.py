@@ -7,10 +7,11 @@ never needs it and a server without a display never opens a window.
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np
+
+from cephalo.atomic import write_bytes
 
 MATPLOTLIB_HINT = 'plots need matplotlib: pip install "cephalo[report]" (or pip install matplotlib)'
 DPI = 120
@@ -42,10 +43,7 @@ def _save(plt, fig, path: Path) -> None:
         fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
     finally:
         plt.close(fig)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, path)
+    write_bytes(path, buffer.getvalue())
 
 
 def _band(mre: float) -> str:

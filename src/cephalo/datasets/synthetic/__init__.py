@@ -27,6 +27,7 @@ Everything is deterministic by seed: the same seed gives a byte-identical image 
 ``num_landmarks`` is (more landmarks only append points).
 """
 
+from .render import render_cephalogram
 from .template import (
     DEFAULT_SPACING_MM,
     DEFAULT_SPLITS,
@@ -38,7 +39,6 @@ from .template import (
     landmark_names,
     spacing_for_size,
 )
-from .render import render_cephalogram
 from .writer import image_seed, write_synthetic_dataset
 
 __all__ = [
