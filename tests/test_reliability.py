@@ -156,3 +156,10 @@ def test_sigkill_at_a_random_update_then_resume_matches(tmp_path):
     assert resumed["updates"] == full["updates"] == 20
     assert_same_weights(full["model"], resumed["model"])
     assert_same_weights(full["ema"]["module"], resumed["ema"]["module"])
+
+
+def test_resume_auto_starts_a_new_run_when_there_is_none(config, capsys):
+    result = fit(dataclasses.replace(config, epochs=1, resume="auto"), TinyHeatmapNet())
+    assert result["metrics"]["epoch"] == 1 and "starting a new run" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="no valid checkpoint"):
+        fit(dataclasses.replace(config, run_name="other", resume=f"{config.output_dir}/other"), TinyHeatmapNet())

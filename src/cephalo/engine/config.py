@@ -46,6 +46,7 @@ class TrainConfig:
     use_compile: bool = False
     channels_last: bool = False
     gradient_checkpointing: bool = False
+    sync_bn: bool = False
     # loop
     early_stopping: bool = False
     patience: int = 20
@@ -86,6 +87,7 @@ _HELP = {
     "channels_last": "channels_last memory format for the model and every batch",
     "early_stopping": "stop when --monitor has not improved for --patience validations",
     "monitor": "metric that picks 'best' and drives early stopping: val_mre_mm or val_loss",
+    "sync_bn": "with several processes (torchrun): BatchNorm statistics over all of them (SyncBatchNorm)",
     "max_updates": "stop after this many optimizer updates (quick runs, benchmarks)",
     "device": "auto|cpu|cuda|cuda:N",
     "resume": "continue a run: a checkpoint, a run folder (its newest valid checkpoint), or 'auto' (--run_name's "

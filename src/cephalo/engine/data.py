@@ -50,24 +50,35 @@ def build_datasets(config: TrainConfig) -> tuple[CachedLandmarkDataset, CachedLa
 class EpochSampler(Sampler[int]):
     """A shuffled order that depends only on ``(seed, epoch)``, so a resumed run sees the same batches.
 
-    ``set_epoch(epoch, skip)`` leaves out the first ``skip`` indices: a run resumed in the middle of an epoch
-    continues with the next batch without loading the ones already done.
+    ``set_epoch(epoch, skip)`` leaves out the first ``skip`` indices of the epoch's order (samples already
+    trained on by all ranks together): a run resumed in the middle of an epoch continues with the next batch
+    without loading the ones done. With several ranks, rank ``r`` takes every ``world_size``-th index from ``r``
+    (padded by wrapping round so that every rank has as many), like ``DistributedSampler``.
     """
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True):
-        self.size, self.seed, self.shuffle, self.epoch, self.skip = size, seed, shuffle, 0, 0
+    def __init__(self, size: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1):
+        self.size, self.seed, self.shuffle, self.rank, self.world_size = size, seed, shuffle, rank, world_size
+        self.epoch, self.skip = 0, 0
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        self.epoch, self.skip = epoch, skip
+        self.epoch, self.skip = epoch, min(skip, self.size)
+
+    def _indices(self) -> list[int]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+            order = torch.randperm(self.size, generator=generator)[self.skip :].tolist()
+        else:
+            order = list(range(self.skip, self.size))
+        if self.world_size > 1 and order:
+            order += order[: -len(order) % self.world_size]  # equal share per rank
+            order = order[self.rank :: self.world_size]
+        return order
 
     def __iter__(self):
-        if not self.shuffle:
-            return iter(range(self.skip, self.size))
-        generator = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator)[self.skip :].tolist())
+        return iter(self._indices())
 
     def __len__(self) -> int:
-        return self.size - self.skip
+        return -(-(self.size - self.skip) // self.world_size)
 
 
 def build_loader(dataset: CachedLandmarkDataset, batch_size: int, sampler: Sampler, num_workers: int,

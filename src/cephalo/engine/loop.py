@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -13,6 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cephalo.engine.data import micro_batch_weights
+from cephalo.engine.distributed import all_gather
 from cephalo.engine.monitor import memory_text
 from cephalo.engine.setup import Training
 from cephalo.evaluation.metrics import radial_errors_mm, summarize
@@ -28,7 +30,8 @@ class Progress:
     """Where a run is, saved in every checkpoint so that a resumed run continues at the same micro-batch."""
 
     epoch: int = 0  # epochs completed
-    batch: int = 0  # micro-batches done in the current epoch
+    batch: int = 0  # micro-batches this rank did in the current epoch
+    samples: int = 0  # samples of the epoch's order done by all ranks together (where a resumed epoch goes on)
     updates: int = 0  # optimizer updates done
     skipped_updates: int = 0  # updates skipped because gradients were not finite
     bad_in_a_row: int = 0
@@ -70,31 +73,36 @@ def optimizer_update(t: Training) -> bool:
 
 
 def train_one_epoch(t: Training, p: Progress, after_update: Callable[[Progress], bool]) -> bool:
-    """Continue epoch ``p.epoch`` from micro-batch ``p.batch``; returns False if stopped before its end.
+    """Continue epoch ``p.epoch`` after its first ``p.samples`` samples; returns False if stopped before its end.
 
     Gradients of ``gradient_accumulation_steps`` micro-batches are summed (each loss weighted by its share of the
-    group's samples) before one update. ``after_update(p)`` runs after every update and says whether to stop
-    (a signal, ``--max_updates``); the recovery checkpoint is written there.
+    group's samples) before one update; with several ranks DDP averages them at the last micro-batch of the group
+    only (``no_sync`` before). ``after_update(p)`` runs after every update and says whether to stop (a signal,
+    ``--max_updates``); the recovery checkpoint is written there.
     """
     c = t.config
     t.raw_model.train()
-    t.train_sampler.set_epoch(p.epoch, skip=p.batch * c.batch_size)
-    weights = micro_batch_weights(len(t.train_set), c.batch_size, c.gradient_accumulation_steps)
+    t.train_sampler.set_epoch(p.epoch, skip=p.samples)
+    # weights of the micro-batches still to do: a run stops only after an update, so groups stay aligned
+    weights = micro_batch_weights(len(t.train_sampler), c.batch_size, c.gradient_accumulation_steps)
     start, seen_at_start = time.perf_counter(), p.seen
     bar = tqdm(t.train_loader, desc=f"epoch {p.epoch + 1}/{c.epochs}", disable=not c.progress, leave=False,
-               unit="batch", dynamic_ncols=True, initial=p.batch, total=len(weights))
-    for i, (images, landmarks, _) in enumerate(bar, start=p.batch):
+               unit="batch", dynamic_ncols=True, initial=p.batch, total=p.batch + len(weights))
+    for i, (images, landmarks, _) in enumerate(bar):
+        update_now = (i + 1) % c.gradient_accumulation_steps == 0 or i + 1 == len(weights)
         x = to_model_input(images, t.device, c.channels_last)
         landmarks = landmarks.to(t.device, non_blocking=True)
         target = t.codec.encode(landmarks)  # (B, K, h, w) rendered on the device
-        with t.precision.autocast():
-            heatmaps = t.model(x)
-        loss = heatmap_loss(heatmaps, target, t.codec.inside(landmarks))
-        t.scaler.scale(loss * weights[i]).backward()
+        with t.model.no_sync() if t.dist.enabled and not update_now else nullcontext():
+            with t.precision.autocast():
+                heatmaps = t.model(x)
+            loss = heatmap_loss(heatmaps, target, t.codec.inside(landmarks))
+            t.scaler.scale(loss * weights[i]).backward()
         p.loss_sum += loss.detach() * images.shape[0]
-        p.seen, p.batch = p.seen + images.shape[0], i + 1
+        p.seen, p.batch = p.seen + images.shape[0], p.batch + 1
+        p.samples += images.shape[0] * t.dist.world_size
 
-        if p.batch % c.gradient_accumulation_steps == 0 or p.batch == len(weights):
+        if update_now:
             if optimizer_update(t):
                 p.updates, p.bad_in_a_row = p.updates + 1, 0
             else:
@@ -116,11 +124,14 @@ def train_one_epoch(t: Training, p: Progress, after_update: Callable[[Progress],
 
 
 def epoch_stats(p: Progress, t: Training, seconds: float, images: int) -> dict:
-    """The finished epoch's mean loss and throughput; resets the epoch counters of ``p``."""
-    stats = {"epoch": p.epoch + 1, "train_loss": p.loss_sum.item() / max(p.seen, 1), "updates": p.updates,
-             "skipped_updates": p.skipped_updates, "images_per_s": images / max(seconds, 1e-9),
+    """The finished epoch's mean loss (over all ranks) and throughput; resets the epoch counters of ``p``."""
+    loss_sum, seen = 0.0, 0
+    for rank_loss, rank_seen in all_gather((p.loss_sum.item(), p.seen), t.dist):
+        loss_sum, seen = loss_sum + rank_loss, seen + rank_seen
+    stats = {"epoch": p.epoch + 1, "train_loss": loss_sum / max(seen, 1), "updates": p.updates,
+             "skipped_updates": p.skipped_updates, "images_per_s": images * t.dist.world_size / max(seconds, 1e-9),
              "train_seconds": seconds, "lr": t.scheduler.get_last_lr()[0]}
-    p.epoch, p.batch, p.seen = p.epoch + 1, 0, 0
+    p.epoch, p.batch, p.samples, p.seen = p.epoch + 1, 0, 0, 0
     p.loss_sum = torch.zeros((), device=t.device)
     return stats
 
@@ -139,11 +150,14 @@ def validate(t: Training, model: nn.Module) -> dict:
         loss_sum += heatmap_loss(heatmaps, t.codec.encode(landmarks), t.codec.inside(landmarks)) * images.shape[0]
         predicted.append(t.codec.decode(heatmaps)[0])  # (B, K, 2) letterboxed pixels
         indices.append(index)
-    indices = torch.cat(indices).numpy()
-    letterboxed = torch.cat(predicted).cpu().numpy().astype(np.float64)
+    # every rank validated its share: gather them, and drop the repeats that padded the shares to equal size
+    shares = all_gather((torch.cat(indices).numpy(), torch.cat(predicted).cpu().numpy(), loss_sum.item()), t.dist)
+    indices, first = np.unique(np.concatenate([s[0] for s in shares]), return_index=True)
+    letterboxed = np.concatenate([s[1] for s in shares]).astype(np.float64)[first]
+    val_loss = sum(s[2] for s in shares) / sum(len(s[0]) for s in shares)
     original = t.val_set.to_original(indices, letterboxed)
     truth = np.stack([t.val_set.records[i].landmarks for i in indices])
     errors = radial_errors_mm(original, truth, t.val_set.spacing_mm[indices])
     summary = summarize(errors)
-    return {"val_loss": loss_sum.item() / len(indices), "val_mre_mm": summary["mre_mm"], "val_sd_mm": summary["sd_mm"],
+    return {"val_loss": val_loss, "val_mre_mm": summary["mre_mm"], "val_sd_mm": summary["sd_mm"],
             **{f"val_sdr_{k}": v for k, v in summary["sdr"].items()}, "val_errors_mm": errors}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -92,6 +93,12 @@ def resolve_resume(config: TrainConfig) -> tuple[TrainConfig, dict | None, Path 
     given = Path(config.resume)
     if config.resume != "auto" and given.is_file():
         path, state = given, load_checkpoint(given)
+    elif config.resume == "auto":
+        try:
+            path, state = newest_checkpoint(resume_source(config))
+        except FileNotFoundError as e:  # a first start of a job script that always says --resume auto
+            print(f"--resume auto: {e}; starting a new run")
+            return dataclasses.replace(config, resume=None), None, None
     else:
         path, state = newest_checkpoint(resume_source(config))
     if "progress" not in state:

@@ -10,11 +10,13 @@ from cephalo.atomic import write_text
 
 
 class RunLog:
-    def __init__(self, run_dir: Path, config: dict):
-        self.dir = Path(run_dir)
+    def __init__(self, run_dir: Path, config: dict, enabled: bool = True):
+        """``enabled=False`` (ranks other than 0) writes nothing."""
+        self.dir, self.enabled, self.tensorboard = Path(run_dir), enabled, None
+        if not enabled:
+            return
         self.dir.mkdir(parents=True, exist_ok=True)
         write_text(self.dir / "config.json", json.dumps(config, indent=2, default=str))
-        self.tensorboard = None
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -24,6 +26,8 @@ class RunLog:
 
     def log_epoch(self, row: dict) -> None:
         """Append one epoch's scalar metrics to metrics.jsonl and metrics.csv (and TensorBoard)."""
+        if not self.enabled:
+            return
         row = {k: v for k, v in row.items() if isinstance(v, (int, float, str)) or v is None}
         with open(self.dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")

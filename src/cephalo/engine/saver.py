@@ -22,7 +22,10 @@ class CheckpointWriter:
         self.last_recovery_update: int | None = None
 
     def save(self, name: str, progress: Progress, tracker: dict, metrics: dict) -> bool:
-        """Write ``run_dir/name``; False (with a warning) if the disk refused, the previous file being intact."""
+        """Write ``run_dir/name``; False (with a warning) if the disk refused, the previous file being intact.
+        Only rank 0 writes."""
+        if not self.t.dist.is_main:
+            return True
         weights = [p for p in self.t.raw_model.parameters()]
         if not bool(torch.stack(torch._foreach_norm(weights)).isfinite().all()):
             raise NonFiniteError(f"the weights are not finite: {name} was not written, the previous one is intact")

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
 from cephalo.codec import HeatmapCodec
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.data import EpochSampler, build_datasets, build_loader
+from cephalo.engine.distributed import Dist, init_distributed
 from cephalo.engine.ema import ModelEma
 from cephalo.engine.precision import Precision, resolve_precision
 from cephalo.engine.schedule import build_scheduler
@@ -30,6 +32,7 @@ class Training:
     whose ``state_dict`` is saved and which the EMA follows."""
 
     config: TrainConfig
+    dist: Dist
     device: torch.device
     precision: Precision
     codec: HeatmapCodec
@@ -94,23 +97,32 @@ def compile_model(model: nn.Module, notes: list[str]) -> nn.Module:
 def build_training(config: TrainConfig, model: nn.Module | None = None) -> Training:
     """Build the run; ``model`` replaces the one ``config.model`` names (tests use tiny ones)."""
     notes: list[str] = []
-    device = resolve_device(config.device)
+    info, rank_device = init_distributed(config.device)
+    device = rank_device or resolve_device(config.device)
     precision = resolve_precision(device, config.mixed_precision, config.amp_dtype)
     seed_everything(config.seed, config.deterministic)
 
+    if info.enabled and not info.is_main:
+        dist.barrier()  # rank 0 reads, checks and caches the data first; the others then find the cache ready
     train_set, val_set, data_note = build_datasets(config)
+    if info.enabled and info.is_main:
+        dist.barrier()
     notes.append(data_note)
     codec = HeatmapCodec(config.image_size, stride=config.head_stride, sigma=config.sigma)
-    sampler = EpochSampler(len(train_set), config.seed)
+    sampler = EpochSampler(len(train_set), config.seed, rank=info.rank, world_size=info.world_size)
     train_loader = build_loader(train_set, config.batch_size, sampler, config.num_workers, device)
-    val_loader = build_loader(val_set, config.batch_size, EpochSampler(len(val_set), 0, shuffle=False),
-                              config.num_workers, device)
+    val_sampler = EpochSampler(len(val_set), 0, shuffle=False, rank=info.rank, world_size=info.world_size)
+    val_loader = build_loader(val_set, config.batch_size, val_sampler, config.num_workers, device)
 
     if model is None:
         model = create_model(config.model, len(train_set.landmark_names), in_chans=1,
                              head_stride=config.head_stride, pretrained=config.pretrained)
     if config.gradient_checkpointing:
         model.set_grad_checkpointing(True)
+    if config.sync_bn and info.enabled and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # BatchNorm statistics over every rank's batch
+    elif config.sync_bn:
+        notes.append("--sync_bn ignored: it needs several processes on CUDA GPUs; BatchNorm stays per process")
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -123,7 +135,10 @@ def build_training(config: TrainConfig, model: nn.Module | None = None) -> Train
         total_updates = min(total_updates, config.max_updates)
     scheduler = build_scheduler(optimizer, total_updates, round(config.warmup_epochs * updates_per_epoch),
                                 config.min_lr_ratio)
-    ema = ModelEma(model, config.ema_decay) if config.use_ema else None
+    ema = ModelEma(model, config.ema_decay) if config.use_ema else None  # of the plain model, never the wrapper
     forward_model = compile_model(model, notes) if config.use_compile else model
-    return Training(config, device, precision, codec, train_set, val_set, sampler, train_loader, val_loader,
+    if info.enabled:  # wrap last: compile sees the plain model, DDP averages the gradients of the compiled one
+        forward_model = nn.parallel.DistributedDataParallel(
+            forward_model, device_ids=[device.index] if device.type == "cuda" else None)
+    return Training(config, info, device, precision, codec, train_set, val_set, sampler, train_loader, val_loader,
                     model, forward_model, optimizer, scheduler, precision.grad_scaler(), ema, updates_per_epoch, notes)

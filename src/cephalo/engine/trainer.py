@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from cephalo.engine.config import TrainConfig
+from cephalo.engine.distributed import any_rank, cleanup
 from cephalo.engine.loop import Progress, epoch_stats, train_one_epoch, validate
 from cephalo.engine.monitor import memory_text
 from cephalo.engine.resume import resolve_resume, restore
@@ -35,8 +36,9 @@ def describe(t: Training, run_dir: Path) -> str:
         f"stride {c.head_stride} (sigma {c.sigma})",
         f"device: {t.device}, {t.precision}" + (", channels_last" if c.channels_last else "")
         + (", gradient checkpointing" if c.gradient_checkpointing else "") + (", compiled" if c.use_compile else ""),
-        f"batch: {c.batch_size} x {c.gradient_accumulation_steps} accumulation = {c.batch_size * c.gradient_accumulation_steps}"
-        f" per update, {t.updates_per_epoch} updates per epoch; AdamW lr {c.lr:g}, warm-up {c.warmup_epochs:g} epochs"
+        f"batch: {c.batch_size}" + (f" x {t.dist.world_size} processes" if t.dist.enabled else "")
+        + f" x {c.gradient_accumulation_steps} accumulation = "
+        f"{c.batch_size * t.dist.world_size * c.gradient_accumulation_steps} per update, {t.updates_per_epoch} updates per epoch; AdamW lr {c.lr:g}, warm-up {c.warmup_epochs:g} epochs"
         + (f", EMA {c.ema_decay}" if c.use_ema else ""),
     ]
     return "\n".join(lines + t.notes[1:])
@@ -44,28 +46,38 @@ def describe(t: Training, run_dir: Path) -> str:
 
 def fit(config: TrainConfig, model: torch.nn.Module | None = None) -> dict:
     """Train as ``config`` says; returns the run directory, the tracker (best metric, why it stopped) and the
-    last metrics. ``model`` replaces the one ``config.model`` names (tests use tiny ones)."""
+    last metrics. ``model`` replaces the one ``config.model`` names (tests use tiny ones).
+
+    Under ``torchrun`` every rank runs this; rank 0 alone prints, logs and writes checkpoints, and decisions
+    (stop, save a recovery checkpoint) are agreed between ranks at each update.
+    """
     config, resume_state, _ = resolve_resume(config)
     t = build_training(config, model)
+    main = t.dist.is_main
+    t.config.progress = config.progress and main
+    say = print if main else (lambda *args, **kwargs: None)
     run_dir = run_directory(config)
-    log, writer = RunLog(run_dir, config.to_dict()), CheckpointWriter(run_dir, t)
+    log, writer = RunLog(run_dir, config.to_dict(), enabled=main), CheckpointWriter(run_dir, t)
     progress = Progress(loss_sum=torch.zeros((), device=t.device))
     tracker = {"monitor": config.monitor, "best": float("inf"), "best_epoch": None, "bad_validations": 0,
                "stopped_because": None}
     if resume_state is not None:
         progress, tracker = restore(t, resume_state)
-        print(f"resumed from {config.resume} at epoch {progress.epoch + 1}, batch {progress.batch}, "
-              f"update {progress.updates}")
-    print(describe(t, run_dir))
+        say(f"resumed from {config.resume} at epoch {progress.epoch + 1}, update {progress.updates}")
+    say(describe(t, run_dir))
     metrics: dict = {}
+    signalled = []
     with StopRequest() as stop:
 
         def after_update(p: Progress) -> bool:
-            if stop.requested:
-                tracker["stopped_because"] = f"{stop.requested} received"
-            elif config.max_updates and p.updates >= config.max_updates:
+            max_reached = bool(config.max_updates) and p.updates >= config.max_updates
+            stop_now, save_now = any_rank([stop.requested is not None, writer.recovery_due(p)], t.dist, t.device)
+            if stop_now:
+                signalled.append(stop.requested or "a signal to another rank")
+                tracker["stopped_because"] = f"{signalled[0]} received"
+            elif max_reached:
                 tracker["stopped_because"] = f"reached --max_updates {config.max_updates}"
-            elif writer.recovery_due(p):
+            elif save_now:
                 writer.recovery(p, tracker, metrics)
             return tracker["stopped_because"] is not None
 
@@ -73,10 +85,10 @@ def fit(config: TrainConfig, model: torch.nn.Module | None = None) -> dict:
             while progress.epoch < config.epochs and not tracker["stopped_because"]:
                 start, seen = time.perf_counter(), progress.seen
                 finished = train_one_epoch(t, progress, after_update)
-                if not finished and stop.requested:
+                if not finished and signalled:
                     writer.save("recovery.pt", progress, tracker, metrics)
-                    print(f"stopped ({stop.requested}): state saved to {run_dir / 'recovery.pt'}\n"
-                          f"continue with: cephalo train --resume {run_dir}")
+                    say(f"stopped ({signalled[0]}): state saved to {run_dir / 'recovery.pt'}\n"
+                        f"continue with: cephalo train --resume {run_dir}")
                     return {"run_dir": str(run_dir), "tracker": tracker, "metrics": metrics}
                 metrics = epoch_stats(progress, t, time.perf_counter() - start, progress.seen - seen)
                 if progress.epoch % config.val_every == 0 or progress.epoch == config.epochs:
@@ -86,12 +98,13 @@ def fit(config: TrainConfig, model: torch.nn.Module | None = None) -> dict:
                         writer.save("best.pt", progress, tracker, metrics)
                 writer.save("last.pt", progress, tracker, metrics)
                 log.log_epoch({**metrics, "best": tracker["best"]})
-                print(epoch_line(metrics, t))
+                say(epoch_line(metrics, t))
         finally:
             log.close()
+            cleanup(t.dist)
     if tracker["stopped_because"]:
-        print(tracker["stopped_because"])
-    print(f"best {config.monitor} {tracker['best']:.4g} at epoch {tracker['best_epoch']}: {run_dir / 'best.pt'}")
+        say(tracker["stopped_because"])
+    say(f"best {config.monitor} {tracker['best']:.4g} at epoch {tracker['best_epoch']}: {run_dir / 'best.pt'}")
     return {"run_dir": str(run_dir), "tracker": tracker, "metrics": metrics}
 
 
