@@ -15,12 +15,14 @@ CHECKPOINT_VERSION = 1
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain module under DDP's ``.module`` and ``torch.compile``'s ``._orig_mod`` (saved names stay clean)."""
+    """The plain module under DDP's ``.module``, ``torch.compile``'s ``._orig_mod`` and :class:`CompileFallback`."""
+    from cephalo.engine.compile import CompileFallback
+
     while True:
         if hasattr(model, "_orig_mod"):
             model = model._orig_mod
-        elif isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
+        elif isinstance(model, (nn.parallel.DistributedDataParallel, CompileFallback)):
+            model = model.module if hasattr(model, "module") else model.model
         else:
             return model
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from cephalo.codec import HeatmapCodec
+from cephalo.engine.compile import compile_model
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.data import EpochSampler, build_datasets, build_loader
 from cephalo.engine.distributed import Dist, init_distributed
@@ -85,15 +85,6 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def compile_model(model: nn.Module, notes: list[str]) -> nn.Module:
-    try:
-        return torch.compile(model)
-    except Exception as e:  # e.g. no compiler backend on this platform
-        warnings.warn(f"torch.compile is not available here ({type(e).__name__}: {e}); training in eager mode")
-        notes.append("compile: unavailable, eager")
-        return model
-
-
 def build_training(config: TrainConfig, model: nn.Module | None = None) -> Training:
     """Build the run; ``model`` replaces the one ``config.model`` names (tests use tiny ones)."""
     notes: list[str] = []
@@ -136,7 +127,7 @@ def build_training(config: TrainConfig, model: nn.Module | None = None) -> Train
     scheduler = build_scheduler(optimizer, total_updates, round(config.warmup_epochs * updates_per_epoch),
                                 config.min_lr_ratio)
     ema = ModelEma(model, config.ema_decay) if config.use_ema else None  # of the plain model, never the wrapper
-    forward_model = compile_model(model, notes) if config.use_compile else model
+    forward_model = compile_model(model, device, notes) if config.use_compile else model
     if info.enabled:  # wrap last: compile sees the plain model, DDP averages the gradients of the compiled one
         forward_model = nn.parallel.DistributedDataParallel(
             forward_model, device_ids=[device.index] if device.type == "cuda" else None)

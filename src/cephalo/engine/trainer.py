@@ -35,7 +35,7 @@ def describe(t: Training, run_dir: Path) -> str:
         f"model: {c.model}, {params / 1e6:.1f} M parameters, {c.image_size[0]}x{c.image_size[1]} input, heatmaps at "
         f"stride {c.head_stride} (sigma {c.sigma})",
         f"device: {t.device}, {t.precision}" + (", channels_last" if c.channels_last else "")
-        + (", gradient checkpointing" if c.gradient_checkpointing else "") + (", compiled" if c.use_compile else ""),
+        + (", gradient checkpointing" if c.gradient_checkpointing else ""),
         f"batch: {c.batch_size}" + (f" x {t.dist.world_size} processes" if t.dist.enabled else "")
         + f" x {c.gradient_accumulation_steps} accumulation = "
         f"{c.batch_size * t.dist.world_size * c.gradient_accumulation_steps} per update, {t.updates_per_epoch} updates per epoch; AdamW lr {c.lr:g}, warm-up {c.warmup_epochs:g} epochs"
