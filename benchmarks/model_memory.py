@@ -16,21 +16,8 @@ import time
 
 import torch
 
+from cephalo.engine.monitor import saved_activation_bytes
 from cephalo.models import create_model
-
-
-def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
-    params = {p.data_ptr() for p in model.parameters()}
-    storages: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        if t.data_ptr() not in params:
-            storages[t.untyped_storage().data_ptr()] = t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(x)
-    return sum(storages.values())
 
 
 def step_seconds(model: torch.nn.Module, x: torch.Tensor) -> float:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import cephalo.models.resnet as resnet_module
+from cephalo.engine.monitor import saved_activation_bytes
 from cephalo.models import MODEL_NAMES, create_model, load_pretrained
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "timm-state-dicts"
@@ -36,21 +37,6 @@ def fake_timm_state_dict(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
         else:
             state[key] = torch.randn(shape, generator=gen)
     return state
-
-
-def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
-    """Bytes autograd keeps for backward during ``model(x)`` (one count per storage; parameters excluded)."""
-    params = {p.data_ptr() for p in model.parameters()}
-    storages: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        if t.data_ptr() not in params:
-            storages[t.untyped_storage().data_ptr()] = t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(x)
-    return sum(storages.values())
 
 
 # --- names, shapes and parameter counts against timm -------------------------------------------------------------
