@@ -180,3 +180,31 @@ def test_real_compile_trains_on_cpu(tiny_config):
         result = fit(dataclass_replace(tiny_config, use_compile=True, epochs=1), TinyHeatmapNet())
     assert not [w for w in caught if "torch.compile failed" in str(w.message)]
     assert math.isfinite(result["metrics"]["val_mre_mm"])
+
+
+def test_save_frequency_writes_last_every_n_epochs_and_at_the_end(tiny_config, monkeypatch, capsys):
+    from cephalo.engine.saver import CheckpointWriter
+
+    saved = []
+    real_save = CheckpointWriter.save
+
+    def spy(self, name, progress, tracker, metrics):
+        saved.append((name, progress.epoch))
+        return real_save(self, name, progress, tracker, metrics)
+
+    monkeypatch.setattr(CheckpointWriter, "save", spy)
+    fit(dataclass_replace(tiny_config, epochs=5, save_frequency=2), TinyHeatmapNet())
+    assert [e for name, e in saved if name == "last.pt"] == [2, 4, 5]
+    assert "AdamW, foreach implementation" in capsys.readouterr().out
+
+
+def test_min_delta_and_early_stopping():
+    from cephalo.engine.trainer import update_tracker
+
+    config = TrainConfig(early_stopping=True, patience=2, min_delta=0.1)
+    tracker = {"best": float("inf"), "best_epoch": None, "bad_validations": 0, "stopped_because": None}
+    for epoch, mre in enumerate([2.0, 1.95, 1.5, 1.45, 1.41], start=1):
+        update_tracker(tracker, {"epoch": epoch, "val_mre_mm": mre}, config)
+    # 1.95 and 1.45 improve by less than 0.1: not counted; two such validations in a row stop the run
+    assert tracker["best"] == 1.5 and tracker["best_epoch"] == 3
+    assert "has not improved for 2 validations" in tracker["stopped_because"]

@@ -50,7 +50,10 @@ class TrainConfig:
     # loop
     early_stopping: bool = False
     patience: int = 20
+    min_delta: float = 0.0
     monitor: str = "val_mre_mm"
+    save_frequency: int = 1
+    fused_optimizer: bool = False
     val_every: int = 1
     log_every: int = 10
     max_updates: int | None = None
@@ -88,6 +91,9 @@ _HELP = {
     "early_stopping": "stop when --monitor has not improved for --patience validations",
     "monitor": "metric that picks 'best' and drives early stopping: val_mre_mm or val_loss",
     "sync_bn": "with several processes (torchrun): BatchNorm statistics over all of them (SyncBatchNorm)",
+    "min_delta": "an improvement of --monitor smaller than this does not count (early stopping, best.pt)",
+    "save_frequency": "write last.pt every N epochs (and at the end); best.pt and recovery.pt as usual",
+    "fused_optimizer": "fused AdamW kernels on CUDA (foreach elsewhere); the choice is printed",
     "max_updates": "stop after this many optimizer updates (quick runs, benchmarks)",
     "device": "auto|cpu|cuda|cuda:N",
     "resume": "continue a run: a checkpoint, a run folder (its newest valid checkpoint), or 'auto' (--run_name's "

@@ -14,7 +14,7 @@ from cephalo.preprocessing.normalize import GREY_MEAN, GREY_STD
 
 # Options a resumed run may change; everything else comes from the checkpoint so the run continues as it was.
 RESUME_OVERRIDABLE = ("epochs", "max_updates", "num_workers", "progress", "early_stopping", "patience", "device",
-                      "log_every", "val_every", "recovery_interval", "recovery_minutes")
+                      "log_every", "val_every", "recovery_interval", "recovery_minutes", "save_frequency", "min_delta")
 RESUMABLE = ("recovery.pt", "last.pt")
 
 

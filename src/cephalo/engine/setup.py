@@ -118,8 +118,11 @@ def build_training(config: TrainConfig, model: nn.Module | None = None) -> Train
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
 
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr,
-                                  fused=device.type == "cuda")
+    fused = config.fused_optimizer and device.type == "cuda"
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, fused=fused,
+                                  foreach=None if fused else True)
+    notes.append(f"optimizer: AdamW, {'fused' if fused else 'foreach'} implementation"
+                 + (" (fused needs CUDA)" if config.fused_optimizer and not fused else ""))
     updates_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
     total_updates = updates_per_epoch * config.epochs
     if config.max_updates:

@@ -96,7 +96,9 @@ def fit(config: TrainConfig, model: torch.nn.Module | None = None) -> dict:
                     update_tracker(tracker, metrics, config)
                     if tracker["best_epoch"] == progress.epoch:
                         writer.save("best.pt", progress, tracker, metrics)
-                writer.save("last.pt", progress, tracker, metrics)
+                if progress.epoch % config.save_frequency == 0 or progress.epoch == config.epochs \
+                        or tracker["stopped_because"]:
+                    writer.save("last.pt", progress, tracker, metrics)
                 log.log_epoch({**metrics, "best": tracker["best"]})
                 say(epoch_line(metrics, t))
         finally:
@@ -111,7 +113,7 @@ def fit(config: TrainConfig, model: torch.nn.Module | None = None) -> dict:
 def update_tracker(tracker: dict, metrics: dict, config: TrainConfig) -> None:
     """Best value of the monitored metric, validations without improvement, and early stopping."""
     value = metrics[config.monitor]
-    if value < tracker["best"]:
+    if value < tracker["best"] - config.min_delta:
         tracker.update(best=value, best_epoch=metrics["epoch"], bad_validations=0)
     else:
         tracker["bad_validations"] += 1
