@@ -208,3 +208,8 @@ def test_min_delta_and_early_stopping():
     # 1.95 and 1.45 improve by less than 0.1: not counted; two such validations in a row stop the run
     assert tracker["best"] == 1.5 and tracker["best_epoch"] == 3
     assert "has not improved for 2 validations" in tracker["stopped_because"]
+
+
+def test_training_with_full_augmentation(tiny_config, capsys):
+    result = fit(dataclass_replace(tiny_config, augmentation="full", epochs=2), TinyHeatmapNet())
+    assert math.isfinite(result["metrics"]["val_mre_mm"]) and "augmentation full" in capsys.readouterr().out

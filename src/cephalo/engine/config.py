@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cephalo.datasets.sources import FORMATS
+from cephalo.engine.augment import AUGMENTATION_LEVELS
 from cephalo.models import MODEL_NAMES
 
 
@@ -29,6 +30,7 @@ class TrainConfig:
     pretrained: str | None = None
     head_stride: int = 2  # measured better than 4 on ISBI at 256² (benchmarks/training_isbi.md)
     sigma: float = 2.0
+    augmentation: str = "none"
     # optimisation
     batch_size: int = 8
     gradient_accumulation_steps: int = 1
@@ -80,6 +82,8 @@ _HELP = {
     "model": f"one of {', '.join(MODEL_NAMES)} ('hrnet' is HRNet-W32)",
     "pretrained": "timm-format ImageNet weights (.safetensors or .pth) for the backbone",
     "head_stride": "output stride of the heatmaps: 4, 2 or 1",
+    "augmentation": "none|light|full: random affine (landmarks moved with the image, those leaving it masked) and "
+                    "intensity changes, applied in batch on the training device",
     "sigma": "Gaussian sigma of the target heatmaps, in heatmap pixels",
     "gradient_accumulation_steps": "micro-batches per optimizer update (effective batch = batch_size x this)",
     "warmup_epochs": "linear LR warm-up, then cosine decay to lr x min_lr_ratio",
@@ -120,7 +124,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         else:
             kind = int if f.name == "max_updates" else {int: int, float: float}.get(type(default), str)
             choices = {"model": MODEL_NAMES, "dataset_format": FORMATS, "amp_dtype": ("auto", "fp16", "bf16"),
-                       "monitor": ("val_mre_mm", "val_loss"), "head_stride": (1, 2, 4)}.get(f.name)
+                       "monitor": ("val_mre_mm", "val_loss"), "head_stride": (1, 2, 4),
+                       "augmentation": AUGMENTATION_LEVELS}.get(f.name)
             parser.add_argument(flag, type=kind, default=default, choices=choices, help=help_text)
     return parser
 

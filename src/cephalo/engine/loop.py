@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from cephalo.engine.augment import augment
 from cephalo.engine.data import micro_batch_weights
 from cephalo.engine.distributed import all_gather
 from cephalo.engine.monitor import memory_text
@@ -92,6 +93,8 @@ def train_one_epoch(t: Training, p: Progress, after_update: Callable[[Progress],
         update_now = (i + 1) % c.gradient_accumulation_steps == 0 or i + 1 == len(weights)
         x = to_model_input(images, t.device, c.channels_last)
         landmarks = landmarks.to(t.device, non_blocking=True)
+        if t.augment is not None:  # on the device, in batch; landmarks move with the image
+            x, landmarks = augment(x, landmarks, t.augment)
         target = t.codec.encode(landmarks)  # (B, K, h, w) rendered on the device
         with t.model.no_sync() if t.dist.enabled and not update_now else nullcontext():
             with t.precision.autocast():

@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from cephalo.codec import HeatmapCodec
+from cephalo.engine.augment import AugmentConfig
 from cephalo.engine.compile import compile_model
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.data import EpochSampler, build_datasets, build_loader
@@ -47,6 +48,7 @@ class Training:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     ema: ModelEma | None
+    augment: AugmentConfig | None
     updates_per_epoch: int
     notes: list[str]
 
@@ -135,4 +137,6 @@ def build_training(config: TrainConfig, model: nn.Module | None = None) -> Train
         forward_model = nn.parallel.DistributedDataParallel(
             forward_model, device_ids=[device.index] if device.type == "cuda" else None)
     return Training(config, info, device, precision, codec, train_set, val_set, sampler, train_loader, val_loader,
-                    model, forward_model, optimizer, scheduler, precision.grad_scaler(), ema, updates_per_epoch, notes)
+                    model, forward_model, optimizer, scheduler, precision.grad_scaler(), ema,
+                    None if config.augmentation == "none" else AugmentConfig.for_level(config.augmentation),
+                    updates_per_epoch, notes)

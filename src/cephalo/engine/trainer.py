@@ -33,7 +33,7 @@ def describe(t: Training, run_dir: Path) -> str:
         f"run: {run_dir}",
         f"data: {t.notes[0]}",
         f"model: {c.model}, {params / 1e6:.1f} M parameters, {c.image_size[0]}x{c.image_size[1]} input, heatmaps at "
-        f"stride {c.head_stride} (sigma {c.sigma})",
+        f"stride {c.head_stride} (sigma {c.sigma}), augmentation {c.augmentation}",
         f"device: {t.device}, {t.precision}" + (", channels_last" if c.channels_last else "")
         + (", gradient checkpointing" if c.gradient_checkpointing else ""),
         f"batch: {c.batch_size}" + (f" x {t.dist.world_size} processes" if t.dist.enabled else "")
