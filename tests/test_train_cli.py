@@ -123,3 +123,29 @@ def test_users_command_shape_runs_on_an_aariz_folder(tmp_path, monkeypatch, caps
     out = capsys.readouterr().out
     assert "aariz: train = 'train', validation = 'valid' (4 / 2 images)" in out
     assert "batch: 1 x 8 accumulation = 8 per update, 1 updates per epoch" in out and "EMA" in out
+
+
+def test_presets_and_what_overrides_them(tmp_path):
+    c = parse_args(["--preset", "rtx3070ti"])
+    assert (c.batch_size, c.gradient_accumulation_steps, c.num_workers) == (1, 8, 2)
+    assert c.mixed_precision and c.use_ema
+    c = parse_args(["--preset", "rtx3070ti-aggressive", "--gradient_accumulation_steps", "6"])
+    assert (c.batch_size, c.gradient_accumulation_steps) == (2, 6)  # the explicit flag wins
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"preset": "rtx3060", "batch_size": 3}))
+    c = parse_args(["--config", str(path)])
+    assert (c.batch_size, c.gradient_accumulation_steps) == (3, 4)  # the file beats its preset
+
+
+def test_launchers_run_the_safe_preset():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for name in ("train_1024x1024_rtx3070ti.bat", "train_1024x1024_rtx3070ti.sh"):
+        text = (root / name).read_text()
+        line = next(l for l in text.replace("\\\n", " ").splitlines() if "train_1024x1024.py" in l and "python" in l)
+        args = shlex.split(line.split("train_1024x1024.py", 1)[1].replace("%*", "").replace('"$@"', ""))
+        c = parse_args(args)
+        assert (c.dataset_path, c.model, c.image_size, c.preset) == ("Aariz", "hrnet", (1024, 1024), "rtx3070ti")
+        assert (c.batch_size, c.gradient_accumulation_steps, c.num_workers, c.epochs) == (1, 8, 2, 200)
+        assert c.mixed_precision and c.use_ema
