@@ -33,15 +33,13 @@ from torch import nn
 
 from cephalo import __version__
 from cephalo.atomic import write_bytes
-from cephalo.engine.checkpoint import load_checkpoint
 from cephalo.inference.onnx_predictor import (
     FORMAT_VERSION,
     METADATA_KEY,
     OnnxPredictor,
     require,
 )
-from cephalo.inference.predictor import model_facts
-from cephalo.models import create_model
+from cephalo.inference.predictor import load_trained_model
 from cephalo.preprocessing.normalize import GREY_MEAN, GREY_STD
 
 DEFAULT_OPSET = 18  # both exporters support it; onnxruntime >= 1.14, TensorRT >= 8.6, OpenVINO read it
@@ -83,16 +81,7 @@ class ExportReport:
 def load_model(checkpoint_path: Path | str) -> tuple[PixelsToHeatmaps, dict, dict]:
     """The checkpoint's model (EMA weights when it predicts with them) wrapped for export, its facts (see
     ``model_facts``) and ``{"weights": "ema" | "model", "epoch": ...}``."""
-    state = load_checkpoint(checkpoint_path)
-    try:
-        facts = model_facts(state)
-    except ValueError as e:
-        raise ValueError(f"{checkpoint_path}: {e}") from None
-    use_ema = state.get("predict_with") == "ema" and bool(state.get("ema"))
-    model = create_model(facts["model_name"], len(facts["landmark_names"]), head_stride=facts["stride"])
-    model.load_state_dict(state["ema"]["module"] if use_ema else state["model"])
-    epoch = state.get("epoch")
-    origin = {"weights": "ema" if use_ema else "model", "epoch": None if epoch is None else int(epoch)}
+    model, facts, origin = load_trained_model(checkpoint_path)
     return PixelsToHeatmaps(model).eval(), facts, origin
 
 

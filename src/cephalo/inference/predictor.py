@@ -17,7 +17,7 @@ from cephalo.engine.checkpoint import load_checkpoint
 from cephalo.engine.precision import resolve_precision
 from cephalo.engine.setup import resolve_device
 from cephalo.models import create_model
-from cephalo.preprocessing.letterbox import Letterbox
+from cephalo.preprocessing.letterbox import Letterbox, to_original
 from cephalo.preprocessing.normalize import to_model_input
 
 REQUIRED_KEYS = ("model", "model_name", "landmark_names", "preprocessing", "codec")
@@ -35,6 +35,21 @@ def model_facts(state: dict) -> dict:
         "stride": int(state["codec"]["stride"]),
         "sigma": float(state["codec"]["sigma"]),
     }
+
+
+def load_trained_model(path: Path | str) -> tuple[torch.nn.Module, dict, dict]:
+    """The model of a ``cephalo train`` checkpoint with the weights it predicts with (the EMA when the run kept
+    one), in eval mode on the CPU; its :func:`model_facts`; and ``{"weights": "ema" | "model", "epoch": ...}``."""
+    state = load_checkpoint(path)
+    try:
+        facts = model_facts(state)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    use_ema = state.get("predict_with") == "ema" and bool(state.get("ema"))
+    model = create_model(facts["model_name"], len(facts["landmark_names"]), head_stride=facts["stride"])
+    model.load_state_dict(state["ema"]["module"] if use_ema else state["model"])
+    epoch = state.get("epoch")
+    return model.eval(), facts, {"weights": "ema" if use_ema else "model", "epoch": None if epoch is None else int(epoch)}
 
 
 class Predictor:
@@ -56,25 +71,14 @@ class Predictor:
         return to_original(landmarks.cpu().numpy(), letterboxes), confidence.cpu().numpy()
 
 
-def to_original(landmarks: np.ndarray, letterboxes: list[Letterbox]) -> np.ndarray:
-    """Letterboxed ``(B, K, 2)`` -> original pixels ``(B, K, 2)`` float64, one letterbox per image."""
-    return np.stack([lb.inverse(np.asarray(p, np.float64)) for lb, p in zip(letterboxes, landmarks)])
-
-
 class TorchPredictor(Predictor):
     """A PyTorch checkpoint from ``cephalo train`` (the EMA weights when the run kept them)."""
 
     def __init__(self, path: Path | str, device: str = "auto", mixed_precision: bool = True):
-        state = load_checkpoint(path)
-        try:
-            super().__init__(model_facts(state))
-        except ValueError as e:
-            raise ValueError(f"{path}: {e}") from None
+        model, facts, _ = load_trained_model(path)
+        super().__init__(facts)
         self.device = resolve_device(device)
-        weights = state["ema"]["module"] if state.get("predict_with") == "ema" and state.get("ema") else state["model"]
-        self.model = create_model(self.facts["model_name"], len(self.landmark_names), head_stride=self.facts["stride"])
-        self.model.load_state_dict(weights)
-        self.model.eval().to(self.device)
+        self.model = model.to(self.device)
         # fp16 on CUDA, bf16 on CPU: inference needs no GradScaler, and heatmaps are decoded in float32 anyway
         self.precision = resolve_precision(self.device, mixed_precision)
 

@@ -8,6 +8,7 @@ from torch.utils.data import Dataset
 
 from cephalo.datasets.record import LandmarkRecord
 from cephalo.preprocessing.cache import CacheEntry
+from cephalo.preprocessing.letterbox import to_original
 
 
 class CachedLandmarkDataset(Dataset):
@@ -45,4 +46,4 @@ class CachedLandmarkDataset(Dataset):
 
     def to_original(self, indices: np.ndarray | list[int], landmarks: np.ndarray) -> np.ndarray:
         """Map letterboxed ``landmarks (N, K, 2)`` of samples ``indices`` back to original pixels ``(N, K, 2)``."""
-        return np.stack([self.entries[i].letterbox.inverse(np.asarray(p, np.float64)) for i, p in zip(indices, landmarks)])
+        return to_original(landmarks, [self.entries[i].letterbox for i in indices])

@@ -81,3 +81,8 @@ class Letterbox:
         out = np.zeros((th, tw) + image.shape[2:], dtype=image.dtype)
         out[py : py + rh, px : px + rw] = resized
         return out
+
+
+def to_original(landmarks: np.ndarray, letterboxes: list[Letterbox]) -> np.ndarray:
+    """Letterboxed ``(N, K, 2)`` -> original pixels ``(N, K, 2)`` float64, one letterbox per image."""
+    return np.stack([lb.inverse(np.asarray(p, np.float64)) for lb, p in zip(letterboxes, landmarks)])
