@@ -20,6 +20,9 @@ PRESETS: dict[str, dict] = {
     "rtx3070ti-aggressive": dict(batch_size=2, gradient_accumulation_steps=4, num_workers=2, mixed_precision=True,
                                  use_ema=True),
     "rtx3060": dict(batch_size=2, gradient_accumulation_steps=4, num_workers=2, mixed_precision=True, use_ema=True),
+    # any card: 8 images per update, the micro-batch measured on this GPU (engine/auto_batch.py)
+    "auto": dict(batch_size=1, gradient_accumulation_steps=8, num_workers=2, mixed_precision=True, use_ema=True,
+                 auto_micro_batch=True),
 }
 
 
@@ -55,7 +58,14 @@ class TrainConfig:
     use_ema: bool = False
     ema_decay: float = 0.999
     num_workers: int = 2
+    pin_memory: bool = True  # page-locked batches (CUDA only): asynchronous copies
+    prefetch_factor: int = 2
+    persistent_workers: bool = True
+    non_blocking: bool = True  # copy the next batch to the GPU on a side stream while the current one computes
+    vram_budget_gb: float | None = None
+    auto_micro_batch: bool = False
     use_compile: bool = False
+    compile_mode: str = "default"
     channels_last: bool = False
     gradient_checkpointing: bool = False
     sync_bn: bool = False
@@ -98,11 +108,23 @@ _HELP = {
     "gradient_accumulation_steps": "micro-batches per optimizer update (effective batch = batch_size x this)",
     "warmup_epochs": "linear LR warm-up, then cosine decay to lr x min_lr_ratio",
     "preset": "8 GB settings: rtx3070ti (batch 1 x accumulation 8, fp16, EMA, 2 workers), rtx3070ti-aggressive "
-              "(batch 2 x 4), rtx3060 (12 GB: batch 2 x 4); explicit flags override",
+              "(batch 2 x 4), rtx3060 (12 GB: batch 2 x 4), auto (8 images per update, the largest micro-batch that "
+              "fits measured on this GPU); explicit flags override",
     "mixed_precision": "autocast: fp16 + GradScaler on CUDA, bf16 on CPU",
     "amp_dtype": "auto|fp16|bf16 for --mixed_precision",
     "use_ema": "keep an exponential moving average of the weights; validate and pick 'best' with it",
+    "num_workers": "DataLoader worker processes reading the cache (0: in the training process)",
+    "pin_memory": "page-locked host batches so copies to the GPU are asynchronous (CUDA; on by default, "
+                  "--no_pin_memory to turn off)",
+    "prefetch_factor": "batches each worker prepares ahead",
+    "persistent_workers": "keep workers alive between epochs (on by default; --no_persistent_workers)",
+    "non_blocking": "asynchronous host-to-GPU copies, the next batch copied on a side stream while the current one "
+                    "computes (on by default; --no_non_blocking)",
+    "vram_budget_gb": "cap this process's GPU memory at this many GiB (emulates a smaller card, e.g. 8)",
+    "auto_micro_batch": "measure a few real steps and use the largest micro-batch that fits the GPU memory (or "
+                        "--vram_budget_gb) with a 15 %% margin, keeping batch_size x accumulation",
     "use_compile": "torch.compile the model (falls back to eager with a warning where it cannot)",
+    "compile_mode": "torch.compile mode: default, reduce-overhead (CUDA graphs) or max-autotune (slow to compile)",
     "channels_last": "channels_last memory format for the model and every batch",
     "early_stopping": "stop when --monitor has not improved for --patience validations",
     "monitor": "metric that picks 'best' and drives early stopping: val_mre_mm or val_loss",
@@ -129,15 +151,20 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         flag, default, help_text = f"--{f.name}", f.default, _HELP.get(f.name)
         if f.name == "progress":
             parser.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bars")
+        elif default is True:  # on by default: --name (accepted, changes nothing) and --no_name
+            parser.add_argument(flag, action="store_true", default=True, help=help_text)
+            parser.add_argument(f"--no_{f.name}", dest=f.name, action="store_false", help=argparse.SUPPRESS)
         elif isinstance(default, bool):
             parser.add_argument(flag, action="store_true", help=help_text)
         elif f.name == "image_size":
             parser.add_argument(flag, type=int, nargs=2, metavar=("H", "W"), default=default, help=help_text)
         else:
-            kind = int if f.name == "max_updates" else {int: int, float: float}.get(type(default), str)
+            kind = {"max_updates": int, "vram_budget_gb": float}.get(f.name) or \
+                {int: int, float: float}.get(type(default), str)
             choices = {"model": MODEL_NAMES, "dataset_format": FORMATS, "amp_dtype": ("auto", "fp16", "bf16"),
                        "monitor": ("val_mre_mm", "val_loss"), "head_stride": (1, 2, 4),
-                       "augmentation": AUGMENTATION_LEVELS, "preset": tuple(PRESETS)}.get(f.name)
+                       "augmentation": AUGMENTATION_LEVELS, "preset": tuple(PRESETS),
+                       "compile_mode": ("default", "reduce-overhead", "max-autotune")}.get(f.name)
             parser.add_argument(flag, type=kind, default=default, choices=choices, help=help_text)
     return parser
 

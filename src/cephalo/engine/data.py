@@ -81,11 +81,17 @@ class EpochSampler(Sampler[int]):
         return -(-(self.size - self.skip) // self.world_size)
 
 
-def build_loader(dataset: CachedLandmarkDataset, batch_size: int, sampler: Sampler, num_workers: int,
+def build_loader(dataset: CachedLandmarkDataset, batch_size: int, sampler: Sampler, config: TrainConfig,
                  device: torch.device) -> DataLoader:
-    """Workers only read cached arrays (uint8); pinned memory makes the copy to a GPU asynchronous."""
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      pin_memory=device.type == "cuda", persistent_workers=num_workers > 0, drop_last=False)
+    """Workers only read cached uint8 arrays; pinned memory (CUDA) makes the copy to the GPU asynchronous.
+
+    Nothing here is a lambda or a local class, so workers also start under Windows' ``spawn``.
+    """
+    workers = config.num_workers
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      pin_memory=config.pin_memory and device.type == "cuda",
+                      prefetch_factor=config.prefetch_factor if workers > 0 else None,
+                      persistent_workers=config.persistent_workers and workers > 0, drop_last=False)
 
 
 def micro_batch_weights(num_samples: int, batch_size: int, accumulation: int) -> list[float]:

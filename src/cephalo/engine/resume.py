@@ -14,7 +14,9 @@ from cephalo.preprocessing.normalize import GREY_MEAN, GREY_STD
 
 # Options a resumed run may change; everything else comes from the checkpoint so the run continues as it was.
 RESUME_OVERRIDABLE = ("epochs", "max_updates", "num_workers", "progress", "early_stopping", "patience", "device",
-                      "log_every", "val_every", "recovery_interval", "recovery_minutes", "save_frequency", "min_delta")
+                      "log_every", "val_every", "recovery_interval", "recovery_minutes", "save_frequency", "min_delta",
+                      "pin_memory", "prefetch_factor", "persistent_workers", "non_blocking", "vram_budget_gb",
+                      "use_compile", "compile_mode")
 RESUMABLE = ("recovery.pt", "last.pt")
 
 

@@ -103,9 +103,9 @@ def build_training(config: TrainConfig, model: nn.Module | None = None) -> Train
     notes.append(data_note)
     codec = HeatmapCodec(config.image_size, stride=config.head_stride, sigma=config.sigma)
     sampler = EpochSampler(len(train_set), config.seed, rank=info.rank, world_size=info.world_size)
-    train_loader = build_loader(train_set, config.batch_size, sampler, config.num_workers, device)
+    train_loader = build_loader(train_set, config.batch_size, sampler, config, device)
     val_sampler = EpochSampler(len(val_set), 0, shuffle=False, rank=info.rank, world_size=info.world_size)
-    val_loader = build_loader(val_set, config.batch_size, val_sampler, config.num_workers, device)
+    val_loader = build_loader(val_set, config.batch_size, val_sampler, config, device)
 
     if model is None:
         model = create_model(config.model, len(train_set.landmark_names), in_chans=1,
