@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from cephalo.cli.common import run_reporting_errors
 from cephalo.engine.config import parse_args
@@ -13,7 +14,13 @@ def main(argv: list[str] | None = None, prog: str = "cephalo train") -> int:
     from cephalo.engine.trainer import fit  # after parsing: --help stays instant
 
     def train() -> int:
-        fit(config)
+        from cephalo.engine.oom import OutOfMemoryStop
+
+        try:
+            fit(config)
+        except OutOfMemoryStop as e:  # the message says what to change; a traceback would bury it
+            print(f"error: {e}", file=sys.stderr)
+            return 3
         return 0
 
     return run_reporting_errors(

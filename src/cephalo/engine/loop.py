@@ -17,6 +17,8 @@ from cephalo.engine.augment import augment
 from cephalo.engine.data import micro_batch_weights
 from cephalo.engine.distributed import all_gather
 from cephalo.engine.monitor import memory_text
+from cephalo.engine.oom import OutOfMemoryStop, release_memory, remedies, shrink
+from cephalo.engine.prefetch import DevicePrefetcher
 from cephalo.engine.setup import Training
 from cephalo.evaluation.metrics import radial_errors_mm, summarize
 from cephalo.preprocessing.normalize import to_model_input
@@ -36,6 +38,8 @@ class Progress:
     updates: int = 0  # optimizer updates done
     skipped_updates: int = 0  # updates skipped because gradients were not finite
     bad_in_a_row: int = 0
+    micro_batch: int = 0  # images per forward pass after an out-of-memory recovery; 0: the loader's batch
+    oom_checkpointing: bool = False  # gradient checkpointing switched on by an out-of-memory recovery
     seen: int = 0  # training images of the current epoch so far
     loss_sum: torch.Tensor = field(default_factory=lambda: torch.zeros(()))  # on the device: no per-step sync
 
@@ -76,54 +80,109 @@ def optimizer_update(t: Training) -> bool:
 def train_one_epoch(t: Training, p: Progress, after_update: Callable[[Progress], bool]) -> bool:
     """Continue epoch ``p.epoch`` after its first ``p.samples`` samples; returns False if stopped before its end.
 
-    Gradients of ``gradient_accumulation_steps`` micro-batches are summed (each loss weighted by its share of the
+    Gradients of ``gradient_accumulation_steps`` loader batches are summed (each loss weighted by its share of the
     group's samples) before one update; with several ranks DDP averages them at the last micro-batch of the group
-    only (``no_sync`` before). ``after_update(p)`` runs after every update and says whether to stop (a signal,
-    ``--max_updates``); the recovery checkpoint is written there.
+    only (``no_sync`` before). Out of GPU memory, the group is redone in smaller micro-batches (engine/oom.py).
+    ``after_update(p)`` runs after every update and says whether to stop (a signal, ``--max_updates``); the
+    recovery checkpoint is written there.
     """
     c = t.config
     t.raw_model.train()
+    if p.oom_checkpointing:  # switched on by an earlier out-of-memory recovery of this run
+        t.raw_model.set_grad_checkpointing(True)
     t.train_sampler.set_epoch(p.epoch, skip=p.samples)
-    # weights of the micro-batches still to do: a run stops only after an update, so groups stay aligned
+    # weights of the batches still to do: a run stops only after an update, so groups stay aligned
     weights = micro_batch_weights(len(t.train_sampler), c.batch_size, c.gradient_accumulation_steps)
     start, seen_at_start = time.perf_counter(), p.seen
-    bar = tqdm(t.train_loader, desc=f"epoch {p.epoch + 1}/{c.epochs}", disable=not c.progress, leave=False,
+    batches = DevicePrefetcher(t.train_loader, t.device, c.non_blocking)
+    bar = tqdm(batches, desc=f"epoch {p.epoch + 1}/{c.epochs}", disable=not c.progress, leave=False,
                unit="batch", dynamic_ncols=True, initial=p.batch, total=p.batch + len(weights))
+    group: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # kept until the update: redone after an OOM
+    group_loss = torch.zeros((), device=t.device)
     for i, (images, landmarks, _) in enumerate(bar):
         update_now = (i + 1) % c.gradient_accumulation_steps == 0 or i + 1 == len(weights)
-        x = to_model_input(images, t.device, c.channels_last)
-        landmarks = landmarks.to(t.device, non_blocking=True)
-        if t.augment is not None:  # on the device, in batch; landmarks move with the image
-            x, landmarks = augment(x, landmarks, t.augment)
-        target = t.codec.encode(landmarks)  # (B, K, h, w) rendered on the device
-        with t.model.no_sync() if t.dist.enabled and not update_now else nullcontext():
-            with t.precision.autocast():
-                heatmaps = t.model(x)
-            loss = heatmap_loss(heatmaps, target, t.codec.inside(landmarks))
-            t.scaler.scale(loss * weights[i]).backward()
-        p.loss_sum += loss.detach() * images.shape[0]
+        group.append((images, landmarks, weights[i]))
+        loss = accumulate(t, p, group[-1:], sync=update_now)
+        while loss is None:  # out of memory: gradients of the group are dropped, the group redone in smaller parts
+            bar.write(recover_from_oom(t, p))
+            group_loss = torch.zeros((), device=t.device)
+            loss = accumulate(t, p, group, sync=update_now)
+        group_loss += loss
         p.seen, p.batch = p.seen + images.shape[0], p.batch + 1
         p.samples += images.shape[0] * t.dist.world_size
-
-        if update_now:
-            if optimizer_update(t):
-                p.updates, p.bad_in_a_row = p.updates + 1, 0
-            else:
-                p.skipped_updates, p.bad_in_a_row = p.skipped_updates + 1, p.bad_in_a_row + 1
-                bar.write(f"warning: non-finite loss or gradients, update skipped ({p.bad_in_a_row} in a row)")
-                if p.bad_in_a_row >= c.max_bad_updates:
-                    raise NonFiniteError(f"{p.bad_in_a_row} updates in a row had non-finite loss or gradients; "
-                                         "stopped without saving them. Lower --lr, or use --amp_dtype bf16 "
-                                         "or no --mixed_precision, then --resume from the last checkpoint.")
-            if c.progress and p.updates % c.log_every == 0:  # the only other host sync, when shown
-                rate = (p.seen - seen_at_start) / (time.perf_counter() - start)
-                bar.set_postfix_str(f"loss {p.loss_sum.item() / p.seen:.3g}  lr {t.scheduler.get_last_lr()[0]:.2e}  "
-                                    f"{rate:.1f} img/s  {memory_text(t.device)}", refresh=False)
-            if after_update(p):
-                bar.close()
-                return False
+        if not update_now:
+            continue
+        p.loss_sum += group_loss
+        group, group_loss = [], torch.zeros((), device=t.device)
+        if optimizer_update(t):
+            p.updates, p.bad_in_a_row = p.updates + 1, 0
+        else:
+            p.skipped_updates, p.bad_in_a_row = p.skipped_updates + 1, p.bad_in_a_row + 1
+            bar.write(f"warning: non-finite loss or gradients, update skipped ({p.bad_in_a_row} in a row)")
+            if p.bad_in_a_row >= c.max_bad_updates:
+                raise NonFiniteError(f"{p.bad_in_a_row} updates in a row had non-finite loss or gradients; "
+                                     "stopped without saving them. Lower --lr, or use --amp_dtype bf16 "
+                                     "or no --mixed_precision, then --resume from the last checkpoint.")
+        if c.progress and p.updates % c.log_every == 0:  # the only other host sync, when shown
+            rate = (p.seen - seen_at_start) / (time.perf_counter() - start)
+            bar.set_postfix_str(f"loss {p.loss_sum.item() / p.seen:.3g}  lr {t.scheduler.get_last_lr()[0]:.2e}  "
+                                f"{rate:.1f} img/s  {memory_text(t.device)}", refresh=False)
+        if after_update(p):
+            bar.close()
+            return False
     bar.close()
     return True
+
+
+def accumulate(t: Training, p: Progress, batches: list[tuple[torch.Tensor, torch.Tensor, float]],
+               sync: bool) -> torch.Tensor | None:
+    """Forward and backward of ``batches`` (images ``(B, 1, H, W)`` uint8 and landmarks ``(B, K, 2)`` on the device,
+    loss weight) in micro-batches of at most ``p.micro_batch`` images, gradients summed into ``.grad``.
+
+    Returns the loss summed over images, or None if the GPU ran out of memory (the gradients are then partial).
+    ``sync``: the last micro-batch of these ends an accumulation group (DDP averages gradients there).
+    """
+    micro = p.micro_batch or t.config.batch_size
+    parts = [(x, lm, weight * len(x) / len(images)) for images, landmarks, weight in batches
+             for x, lm in zip(images.split(micro), landmarks.split(micro))]
+    total = torch.zeros((), device=t.device)
+    try:
+        for j, (images, landmarks, weight) in enumerate(parts):
+            total += forward_backward(t, images, landmarks, weight, sync and j == len(parts) - 1) * len(images)
+    except torch.OutOfMemoryError:
+        if t.dist.enabled:  # the other ranks wait in the gradient all-reduce: the step cannot be redone alone
+            raise OutOfMemoryStop(remedies(t.config)) from None
+        return None  # outside the handler the traceback, and with it the step's activations, are released
+    return total
+
+
+def forward_backward(t: Training, images: torch.Tensor, landmarks: torch.Tensor, weight: float,
+                     sync: bool) -> torch.Tensor:
+    """One micro-batch: augment and render targets on the device, forward, weighted backward; returns its loss."""
+    x = to_model_input(images, t.device, t.config.channels_last)
+    if t.augment is not None:  # on the device, in batch; landmarks move with the image
+        x, landmarks = augment(x, landmarks, t.augment)
+    target = t.codec.encode(landmarks)  # (B, K, h, w)
+    with t.model.no_sync() if t.dist.enabled and not sync else nullcontext():
+        with t.precision.autocast():
+            heatmaps = t.model(x)
+        loss = heatmap_loss(heatmaps, target, t.codec.inside(landmarks))
+        t.scaler.scale(loss * weight).backward()
+    return loss.detach()
+
+
+def recover_from_oom(t: Training, p: Progress) -> str:
+    """Drop the partial gradients, free the failed step's memory and pick smaller settings (or stop)."""
+    t.optimizer.zero_grad(set_to_none=True)
+    release_memory(t.device)
+    can_checkpoint = hasattr(t.raw_model, "set_grad_checkpointing")
+    micro, checkpointing, message = shrink(t.config, p.micro_batch or t.config.batch_size,
+                                           p.oom_checkpointing or t.config.gradient_checkpointing, can_checkpoint)
+    if checkpointing and not p.oom_checkpointing and not t.config.gradient_checkpointing:
+        t.raw_model.set_grad_checkpointing(True)
+        p.oom_checkpointing = True
+    p.micro_batch = micro
+    return message
 
 
 def epoch_stats(p: Progress, t: Training, seconds: float, images: int) -> dict:
@@ -145,9 +204,9 @@ def validate(t: Training, model: nn.Module) -> dict:
     model.eval()
     loss_sum = torch.zeros((), device=t.device)
     predicted, indices = [], []
-    for images, landmarks, index in tqdm(t.val_loader, desc="validate", disable=not t.config.progress, leave=False):
+    batches = DevicePrefetcher(t.val_loader, t.device, t.config.non_blocking)
+    for images, landmarks, index in tqdm(batches, desc="validate", disable=not t.config.progress, leave=False):
         x = to_model_input(images, t.device, t.config.channels_last)
-        landmarks = landmarks.to(t.device, non_blocking=True)
         with t.precision.autocast():
             heatmaps = model(x)
         loss_sum += heatmap_loss(heatmaps, t.codec.encode(landmarks), t.codec.inside(landmarks)) * images.shape[0]

@@ -12,6 +12,7 @@ from cephalo.engine.config import TrainConfig
 from cephalo.engine.distributed import any_rank, cleanup
 from cephalo.engine.loop import Progress, epoch_stats, train_one_epoch, validate
 from cephalo.engine.monitor import memory_text
+from cephalo.engine.oom import OutOfMemoryStop
 from cephalo.engine.resume import resolve_resume, restore
 from cephalo.engine.run_log import RunLog
 from cephalo.engine.saver import CheckpointWriter
@@ -101,6 +102,11 @@ def fit(config: TrainConfig, model: torch.nn.Module | None = None) -> dict:
                     writer.save("last.pt", progress, tracker, metrics)
                 log.log_epoch({**metrics, "best": tracker["best"]})
                 say(epoch_line(metrics, t))
+        except OutOfMemoryStop as e:
+            saved = [n for n in ("last.pt", "best.pt", "recovery.pt") if (run_dir / n).exists()]
+            raise OutOfMemoryStop(f"{e}\n" + (f"Checkpoints kept in {run_dir}: {', '.join(saved)}; options like "
+                                               f"--num_workers can change on cephalo train --resume {run_dir}"
+                                               if saved else "No checkpoint had been written yet.")) from None
         finally:
             log.close()
             cleanup(t.dist)

@@ -1,0 +1,61 @@
+"""Out of GPU memory in a training step: smaller micro-batches, then gradient checkpointing, then a clear stop.
+
+The micro-batch is what one forward pass holds; the loader's batches and the accumulation groups stay as they were,
+so every update still averages the same images (a loader batch of 2 becomes two micro-batches of 1 whose gradients
+are summed with half the weight each): the effective batch and the epoch's order do not change.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import torch
+
+from cephalo.engine.config import TrainConfig
+
+LIGHTER_MODEL = {"hrnet": "hrnet_w18", "hrnet_w32": "hrnet_w18", "hrnet_w48": "hrnet_w32",
+                 "hrnet_w18": "hrnet_w18_small", "resnet101": "resnet50"}
+
+
+class OutOfMemoryStop(RuntimeError):
+    """The step does not fit even at micro-batch 1 with gradient checkpointing; the message names the remedies."""
+
+
+def release_memory(device: torch.device) -> None:
+    """Give back what a failed step held: its tensors are garbage once the exception is gone."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def shrink(config: TrainConfig, micro_batch: int, checkpointing: bool, can_checkpoint: bool) -> tuple[int, bool, str]:
+    """The next setting to try after running out of memory at ``micro_batch``: ``(micro_batch, checkpointing,
+    what changed)``; raises :class:`OutOfMemoryStop` when nothing is left to try."""
+    per_update = config.batch_size * config.gradient_accumulation_steps
+    if micro_batch > 1:
+        smaller = micro_batch // 2
+        return smaller, checkpointing, (
+            f"out of GPU memory: micro-batch {micro_batch} -> {smaller}, accumulation "
+            f"{per_update // micro_batch} -> {per_update // smaller} (still {per_update} images per update); "
+            "redoing this update")
+    if not checkpointing and can_checkpoint:
+        return 1, True, ("out of GPU memory at micro-batch 1: gradient checkpointing switched on; "
+                         "redoing this update")
+    raise OutOfMemoryStop(remedies(config))
+
+
+def remedies(config: TrainConfig) -> str:
+    """What the user can change, with values for this run, in the order of the user's own notes."""
+    h, w = config.image_size
+    lines = [f"out of GPU memory even at micro-batch 1 with gradient checkpointing ({config.model}, {h}x{w} input"
+             + (f", --vram_budget_gb {config.vram_budget_gb:g}" if config.vram_budget_gb else "") + ").",
+             "Nothing of the failed update was saved; the last checkpoint is intact. Try, in this order:"]
+    if not config.mixed_precision:
+        lines.append("  --mixed_precision                 (fp16 activations: about half the memory)")
+    lines.append("  close other programs that use the GPU (browsers, games; on Windows the desktop takes some)")
+    if config.num_workers > 0:
+        lines.append(f"  --num_workers {config.num_workers // 2:<20}(fewer worker processes and pinned batches)")
+    if config.model in LIGHTER_MODEL:
+        lines.append(f"  --model {LIGHTER_MODEL[config.model]:<26}(a lighter network)")
+    lines.append(f"  --image_size {h // 2} {w // 2:<16}(for testing: a quarter of the pixels)")
+    return "\n".join(lines)
