@@ -150,14 +150,20 @@ def dataclass_replace(config, **changes):
 def test_compile_failure_falls_back_to_eager(tiny_config, monkeypatch):
     import cephalo.engine.compile as compile_module
 
-    def broken_compile(model):
+    modes = []
+
+    def broken_compile(model, mode="default"):
+        modes.append(mode)
+
         def run(x):
             raise RuntimeError("Cannot find a working triton installation")
         return run
 
     monkeypatch.setattr(compile_module.torch, "compile", broken_compile)
     with pytest.warns(UserWarning, match="torch.compile failed.*triton.*eager mode"):
-        result = fit(dataclass_replace(tiny_config, use_compile=True, epochs=1), TinyHeatmapNet())
+        result = fit(dataclass_replace(tiny_config, use_compile=True, compile_mode="max-autotune", use_ema=True,
+                                       epochs=1), TinyHeatmapNet())
+    assert modes == ["max-autotune", "max-autotune"]  # the model and, separately, its EMA copy
     assert math.isfinite(result["metrics"]["val_mre_mm"])
     state = load_checkpoint(f"{tiny_config.output_dir}/run/last.pt")
     assert all(k.startswith("net.") for k in state["model"])  # the plain model's names, no wrapper prefix

@@ -16,10 +16,10 @@ class CompileFallback(nn.Module):
     ``torch.compile``. Out-of-memory errors are not compile failures and pass through.
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, mode: str = "default"):
         super().__init__()
         self.model = model
-        self._compiled = [torch.compile(model)]  # a list: not registered twice as a submodule
+        self._compiled = [torch.compile(model, mode=mode)]  # a list: not registered twice as a submodule
 
     @property
     def compiled(self) -> bool:
@@ -38,7 +38,7 @@ class CompileFallback(nn.Module):
         return self.model(x)
 
 
-def compile_model(model: nn.Module, device: torch.device, notes: list[str]) -> nn.Module:
+def compile_model(model: nn.Module, device: torch.device, notes: list[str], mode: str = "default") -> nn.Module:
     """The model to run forward: compiled (with fallback), or the plain one where compiling cannot work."""
     if device.type == "cuda":
         from torch.utils._triton import has_triton
@@ -47,5 +47,5 @@ def compile_model(model: nn.Module, device: torch.device, notes: list[str]) -> n
             notes.append("--use_compile: no Triton for this GPU build (common on Windows: pip install "
                          "triton-windows); training in eager mode")
             return model
-    notes.append("compiled with torch.compile (the first steps include compile time)")
-    return CompileFallback(model)
+    notes.append(f"compiled with torch.compile, mode {mode} (the first steps include compile time)")
+    return CompileFallback(model, mode)

@@ -1,5 +1,6 @@
 """Everything a training run needs, built in one fixed order:
-device -> data -> model -> channels_last -> optimizer + schedule -> EMA -> compile."""
+processes -> device (+ memory cap) -> data -> model -> sync BN -> channels_last -> micro-batch measured -> loaders
+-> optimizer + schedule -> EMA -> compile (model and EMA copy) -> DDP."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from cephalo.engine.config import TrainConfig
 from cephalo.engine.data import EpochSampler, build_datasets, build_loader
 from cephalo.engine.distributed import Dist, init_distributed
 from cephalo.engine.ema import ModelEma
+from cephalo.engine.gpu_memory import apply_vram_budget, auto_micro_batch
 from cephalo.engine.precision import Precision, resolve_precision
 from cephalo.engine.schedule import build_scheduler
 from cephalo.models import create_model
@@ -44,6 +46,7 @@ class Training:
     val_loader: DataLoader
     raw_model: nn.Module
     model: nn.Module
+    eval_forward: nn.Module  # what validation runs: the (compiled) EMA copy, else the (compiled) model
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
@@ -51,11 +54,6 @@ class Training:
     augment: AugmentConfig | None
     updates_per_epoch: int
     notes: list[str]
-
-    @property
-    def eval_model(self) -> nn.Module:
-        """The weights validation and 'best' use: the EMA when it is on."""
-        return self.ema.module if self.ema is not None else self.raw_model
 
 
 def resolve_device(name: str) -> torch.device:
@@ -101,11 +99,8 @@ def build_training(config: TrainConfig, model: nn.Module | None = None) -> Train
     if info.enabled and info.is_main:
         dist.barrier()
     notes.append(data_note)
-    codec = HeatmapCodec(config.image_size, stride=config.head_stride, sigma=config.sigma)
-    sampler = EpochSampler(len(train_set), config.seed, rank=info.rank, world_size=info.world_size)
-    train_loader = build_loader(train_set, config.batch_size, sampler, config, device)
-    val_sampler = EpochSampler(len(val_set), 0, shuffle=False, rank=info.rank, world_size=info.world_size)
-    val_loader = build_loader(val_set, config.batch_size, val_sampler, config, device)
+    if config.vram_budget_gb:
+        notes.append(apply_vram_budget(device, config.vram_budget_gb))
 
     if model is None:
         model = create_model(config.model, len(train_set.landmark_names), in_chans=1,
@@ -119,6 +114,15 @@ def build_training(config: TrainConfig, model: nn.Module | None = None) -> Train
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
+    if config.auto_micro_batch:  # measured on the model as it will train, before the loaders take the batch size
+        config, note = auto_micro_batch(config, model, device, precision)
+        notes.append(note)
+
+    codec = HeatmapCodec(config.image_size, stride=config.head_stride, sigma=config.sigma)
+    sampler = EpochSampler(len(train_set), config.seed, rank=info.rank, world_size=info.world_size)
+    train_loader = build_loader(train_set, config.batch_size, sampler, config, device)
+    val_sampler = EpochSampler(len(val_set), 0, shuffle=False, rank=info.rank, world_size=info.world_size)
+    val_loader = build_loader(val_set, config.batch_size, val_sampler, config, device)
 
     fused = config.fused_optimizer and device.type == "cuda"
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, fused=fused,
@@ -132,11 +136,14 @@ def build_training(config: TrainConfig, model: nn.Module | None = None) -> Train
     scheduler = build_scheduler(optimizer, total_updates, round(config.warmup_epochs * updates_per_epoch),
                                 config.min_lr_ratio)
     ema = ModelEma(model, config.ema_decay) if config.use_ema else None  # of the plain model, never the wrapper
-    forward_model = compile_model(model, device, notes) if config.use_compile else model
+    forward_model = compile_model(model, device, notes, config.compile_mode) if config.use_compile else model
+    eval_forward = forward_model  # validation: the EMA weights when there are, compiled separately
+    if ema is not None:
+        eval_forward = compile_model(ema.module, device, [], config.compile_mode) if config.use_compile else ema.module
     if info.enabled:  # wrap last: compile sees the plain model, DDP averages the gradients of the compiled one
         forward_model = nn.parallel.DistributedDataParallel(
             forward_model, device_ids=[device.index] if device.type == "cuda" else None)
     return Training(config, info, device, precision, codec, train_set, val_set, sampler, train_loader, val_loader,
-                    model, forward_model, optimizer, scheduler, precision.grad_scaler(), ema,
+                    model, forward_model, eval_forward, optimizer, scheduler, precision.grad_scaler(), ema,
                     None if config.augmentation == "none" else AugmentConfig.for_level(config.augmentation),
                     updates_per_epoch, notes)

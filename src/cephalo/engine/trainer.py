@@ -54,11 +54,12 @@ def fit(config: TrainConfig, model: torch.nn.Module | None = None) -> dict:
     """
     config, resume_state, _ = resolve_resume(config)
     t = build_training(config, model)
+    config = t.config  # with what setup measured (--auto_micro_batch)
     main = t.dist.is_main
-    t.config.progress = config.progress and main
+    config.progress = config.progress and main
     say = print if main else (lambda *args, **kwargs: None)
     run_dir = run_directory(config)
-    log, writer = RunLog(run_dir, config.to_dict(), enabled=main), CheckpointWriter(run_dir, t)
+    log, writer = RunLog(run_dir, t.config.to_dict(), enabled=main), CheckpointWriter(run_dir, t)
     progress = Progress(loss_sum=torch.zeros((), device=t.device))
     tracker = {"monitor": config.monitor, "best": float("inf"), "best_epoch": None, "bad_validations": 0,
                "stopped_because": None}
@@ -93,7 +94,7 @@ def fit(config: TrainConfig, model: torch.nn.Module | None = None) -> dict:
                     return {"run_dir": str(run_dir), "tracker": tracker, "metrics": metrics}
                 metrics = epoch_stats(progress, t, time.perf_counter() - start, progress.seen - seen)
                 if progress.epoch % config.val_every == 0 or progress.epoch == config.epochs:
-                    metrics.update(validate(t, t.eval_model))
+                    metrics.update(validate(t, t.eval_forward))
                     update_tracker(tracker, metrics, config)
                     if tracker["best_epoch"] == progress.epoch:
                         writer.save("best.pt", progress, tracker, metrics)
