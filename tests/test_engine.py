@@ -164,6 +164,7 @@ def test_compile_failure_falls_back_to_eager(tiny_config, monkeypatch):
         result = fit(dataclass_replace(tiny_config, use_compile=True, compile_mode="max-autotune", use_ema=True,
                                        epochs=1), TinyHeatmapNet())
     assert modes == ["max-autotune", "max-autotune"]  # the model and, separately, its EMA copy
+    assert result["metrics"]["compile_seconds"] > 0  # the first update is reported apart from the speed
     assert math.isfinite(result["metrics"]["val_mre_mm"])
     state = load_checkpoint(f"{tiny_config.output_dir}/run/last.pt")
     assert all(k.startswith("net.") for k in state["model"])  # the plain model's names, no wrapper prefix

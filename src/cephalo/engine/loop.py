@@ -123,6 +123,10 @@ def train_one_epoch(t: Training, p: Progress, after_update: Callable[[Progress],
                 raise NonFiniteError(f"{p.bad_in_a_row} updates in a row had non-finite loss or gradients; "
                                      "stopped without saving them. Lower --lr, or use --amp_dtype bf16 "
                                      "or no --mixed_precision, then --resume from the last checkpoint.")
+        if c.use_compile and t.compile_seconds is None:  # the first update compiles: timed apart from the speed
+            if t.device.type == "cuda":
+                torch.cuda.synchronize(t.device)
+            t.compile_seconds, t.compile_images = time.perf_counter() - start, p.seen - seen_at_start
         if c.progress and p.updates % c.log_every == 0:  # the only other host sync, when shown
             rate = (p.seen - seen_at_start) / (time.perf_counter() - start)
             bar.set_postfix_str(f"loss {p.loss_sum.item() / p.seen:.3g}  lr {t.scheduler.get_last_lr()[0]:.2e}  "
@@ -186,13 +190,21 @@ def recover_from_oom(t: Training, p: Progress) -> str:
 
 
 def epoch_stats(p: Progress, t: Training, seconds: float, images: int) -> dict:
-    """The finished epoch's mean loss (over all ranks) and throughput; resets the epoch counters of ``p``."""
+    """The finished epoch's mean loss (over all ranks) and throughput; resets the epoch counters of ``p``.
+
+    With ``--use_compile`` the first update (compilation) is reported as ``compile_seconds``, not as speed.
+    """
+    compiled = {}
+    if t.compile_images:
+        if images > t.compile_images:  # an epoch of one update has nothing else to measure
+            seconds, images = seconds - t.compile_seconds, images - t.compile_images
+        compiled, t.compile_images = {"compile_seconds": t.compile_seconds}, 0
     loss_sum, seen = 0.0, 0
     for rank_loss, rank_seen in all_gather((p.loss_sum.item(), p.seen), t.dist):
         loss_sum, seen = loss_sum + rank_loss, seen + rank_seen
     stats = {"epoch": p.epoch + 1, "train_loss": loss_sum / max(seen, 1), "updates": p.updates,
              "skipped_updates": p.skipped_updates, "images_per_s": images * t.dist.world_size / max(seconds, 1e-9),
-             "train_seconds": seconds, "lr": t.scheduler.get_last_lr()[0]}
+             "train_seconds": seconds, "lr": t.scheduler.get_last_lr()[0], **compiled}
     p.epoch, p.batch, p.samples, p.seen = p.epoch + 1, 0, 0, 0
     p.loss_sum = torch.zeros((), device=t.device)
     return stats

@@ -54,6 +54,8 @@ class Training:
     augment: AugmentConfig | None
     updates_per_epoch: int
     notes: list[str]
+    compile_seconds: float | None = None  # wall time of the first update, compilation included (--use_compile)
+    compile_images: int = 0  # images of that update: left out of the first epoch's images/s until reported
 
 
 def resolve_device(name: str) -> torch.device:

@@ -131,6 +131,8 @@ def update_tracker(tracker: dict, metrics: dict, config: TrainConfig) -> None:
 
 def epoch_line(m: dict, t: Training) -> str:
     text = f"epoch {m['epoch']:>3}: loss {m['train_loss']:.4g}, {m['images_per_s']:.1f} img/s"
+    if "compile_seconds" in m:
+        text += f" (after the first update: {m['compile_seconds']:.0f} s with compilation)"
     if "val_mre_mm" in m:
         text += (f" | val loss {m['val_loss']:.4g}, MRE {m['val_mre_mm']:.3f} mm, SDR@2mm {m['val_sdr_2mm']:.1f} %"
                  f", @4mm {m['val_sdr_4mm']:.1f} %")
