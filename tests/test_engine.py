@@ -220,3 +220,21 @@ def test_min_delta_and_early_stopping():
 def test_training_with_full_augmentation(tiny_config, capsys):
     result = fit(dataclass_replace(tiny_config, augmentation="full", epochs=2), TinyHeatmapNet())
     assert math.isfinite(result["metrics"]["val_mre_mm"]) and "augmentation full" in capsys.readouterr().out
+
+
+def test_early_stopping_reason_is_saved_and_resume_keeps_the_patience_count(tiny_config, capsys):
+    import json
+
+    # lr 0: validation never improves after the first epoch
+    config = dataclass_replace(tiny_config, lr=0.0, early_stopping=True, patience=2, epochs=2)
+    first = fit(config, TinyHeatmapNet())
+    assert first["tracker"]["bad_validations"] == 1 and first["tracker"]["stopped_because"] is None
+    run_dir = f"{tiny_config.output_dir}/run"
+    resumed = fit(dataclass_replace(config, epochs=10, resume=f"{run_dir}/last.pt"), TinyHeatmapNet())
+    assert resumed["metrics"]["epoch"] == 3  # one more bad validation was enough: the count went on from 1
+    reason = resumed["tracker"]["stopped_because"]
+    assert reason.startswith("early stopping: val_mre_mm has not improved for 2 validations")
+    assert load_checkpoint(f"{run_dir}/last.pt")["tracker"]["stopped_because"] == reason
+    rows = [json.loads(line) for line in open(f"{run_dir}/metrics.jsonl", encoding="utf-8")]
+    assert rows[-1]["stopped_because"] == reason and rows[0]["stopped_because"] is None
+    assert reason in capsys.readouterr().out

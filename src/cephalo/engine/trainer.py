@@ -101,7 +101,7 @@ def fit(config: TrainConfig, model: torch.nn.Module | None = None) -> dict:
                 if progress.epoch % config.save_frequency == 0 or progress.epoch == config.epochs \
                         or tracker["stopped_because"]:
                     writer.save("last.pt", progress, tracker, metrics)
-                log.log_epoch({**metrics, "best": tracker["best"]})
+                log.log_epoch({**metrics, "best": tracker["best"], "stopped_because": tracker["stopped_because"]})
                 say(epoch_line(metrics, t))
         except OutOfMemoryStop as e:
             saved = [n for n in ("last.pt", "best.pt", "recovery.pt") if (run_dir / n).exists()]
