@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from cephalo import __version__
-from cephalo.cli import baseline, evaluate, export, predict, prepare
+from cephalo.cli import baseline, bench, evaluate, export, predict, prepare
 from cephalo.cli.common import run_reporting_errors
 
 
@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cephalo {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     subparsers.add_parser("train", help="train a landmark detector (cephalo train --help)", add_help=False)
-    for module in (predict, evaluate, export, prepare, baseline):
+    for module in (predict, evaluate, export, prepare, baseline, bench):
         module.add_parser(subparsers)
     return parser
 

@@ -12,9 +12,7 @@ import gc
 import torch
 
 from cephalo.engine.config import TrainConfig
-
-LIGHTER_MODEL = {"hrnet": "hrnet_w18", "hrnet_w32": "hrnet_w18", "hrnet_w48": "hrnet_w32",
-                 "hrnet_w18": "hrnet_w18_small", "resnet101": "resnet50"}
+from cephalo.models import LIGHTER_MODEL
 
 
 class OutOfMemoryStop(RuntimeError):

@@ -21,6 +21,9 @@ from cephalo.models.resnet import ResNetBackbone
 
 MODEL_NAMES = ("hrnet", "hrnet_w18_small", "hrnet_w18", "hrnet_w32", "hrnet_w48", "resnet50", "resnet101")
 _ALIASES = {"hrnet": "hrnet_w32"}
+# The next lighter network of each (the user's note: W18 instead of W32, ResNet-50 instead of ResNet-101)
+LIGHTER_MODEL = {"hrnet": "hrnet_w18", "hrnet_w32": "hrnet_w18", "hrnet_w48": "hrnet_w32",
+                 "hrnet_w18": "hrnet_w18_small", "resnet101": "resnet50"}
 TIMM_NAMES = {"hrnet_w18_small": "hrnet_w18_small_v2"}  # our name -> timm's, for finding its weights
 
 
