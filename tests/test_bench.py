@@ -93,6 +93,8 @@ def test_rows_add_one_technique_to_current():
     safe = rows["all_safe"].overrides
     assert safe["use_compile"] and safe["channels_last"] and safe["fused_optimizer"] and safe["non_blocking"]
     assert not safe["gradient_checkpointing"] and safe["augmentation"] == "full" and safe["model"] == "hrnet_w32"
+    eager = {**{k: v for k, v in safe.items() if k != "compile_mode"}, "use_compile": False}
+    assert rows["all_safe_eager"].overrides == eager  # what a run gets where compiling is not possible
     assert rows["early_stopping"].overrides is None and rows["save_frequency"].overrides is None
     light = build_rows(["light_augmentation"], {**common, "augmentation": "light"}, 8, "default")[0]
     assert light.overrides is None and "already uses --augmentation light" in light.note

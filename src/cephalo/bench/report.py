@@ -158,9 +158,10 @@ def save_frequency_row(cells: dict, entry: dict, current: dict | None, epoch_ima
         d = save_frequency_gain(current["save_seconds"], current["images_per_s"], epoch_images, SAVE_EVERY)
         entry["derived"] = {**d, "save_seconds": current["save_seconds"], "epoch_images": epoch_images,
                             "checkpoint_bytes": current["checkpoint_bytes"], "every": SAVE_EVERY}
-        cells["vs current"] = f"−{percent(d['gain'], 1, sign=False)} time (derived)"
+        digits = 1 if d["gain"] >= 0.001 else 2  # a fast save on a slow machine: 0.05 %, not 0.0 %
+        cells["vs current"] = f"−{percent(d['gain'], digits, sign=False)} time (derived)"
         cells["note"] = (f"derived from the measured save time: one last.pt ({size_text(current['checkpoint_bytes'])})"
-                         f" took {current['save_seconds']:.2f} s = {percent(d['share'], 1, sign=False)} of an epoch of {epoch_images} "
+                         f" took {current['save_seconds']:.2f} s = {percent(d['share'], digits, sign=False)} of an epoch of {epoch_images} "
                          f"images at the current {rate_text(current['images_per_s'])} img/s (validation not "
                          f"included); every {SAVE_EVERY} epochs leaves out {SAVE_EVERY - 1}/{SAVE_EVERY} of the saves;"
                          " best.pt is still written on each improvement")

@@ -21,12 +21,14 @@ CLAIMED = {
     "non_blocking": "2–5 %",
     "lighter_model": "20–40 %",
     "all_safe": "no claim for this set (stage 1 = compile + channels_last + early stopping + DataLoader: 40–60 %)",
+    "all_safe_eager": "no claim (what a run gets where compiling is not possible, e.g. Windows without Triton)",
 }
 
 # Row name -> number in the user's table ("" for the reference rows).
 NUMBERS = {"baseline": "", "current": "", "compile": "1", "channels_last": "2", "fused_optimizer": "3",
            "dataloader": "4", "gradient_checkpointing": "5", "early_stopping": "6", "save_frequency": "7",
-           "light_augmentation": "8", "non_blocking": "9", "lighter_model": "10", "all_safe": "1–4, 9"}
+           "light_augmentation": "8", "non_blocking": "9", "lighter_model": "10", "all_safe": "1–4, 9",
+           "all_safe_eager": "2–4, 9"}
 ROW_NAMES = tuple(NUMBERS)
 
 
@@ -93,8 +95,7 @@ def technique_overrides(name: str, model: str, augmentation: str, compile_mode: 
     """Overrides a technique adds to the current setup, and its note; None where it cannot be measured here."""
     workers = min(8, os.cpu_count() or 1)
     if name == "compile":
-        return {"use_compile": True, "compile_mode": compile_mode}, \
-            f"mode {compile_mode}; first updates include compile time"
+        return {"use_compile": True, "compile_mode": compile_mode}, ""  # setup's note names the mode
     if name == "channels_last":
         return {"channels_last": True}, ""
     if name == "fused_optimizer":
@@ -139,12 +140,12 @@ def build_rows(names: list[str], common: dict, accumulation: int, compile_mode: 
             rows.append(Row(name, None, f"not measured: {EARLY_STOPPING_NOTE}"))
         elif name == "save_frequency":
             rows.append(Row(name, None, "derived from the measured save time (current row)"))
-        elif name == "all_safe":
-            merged = dict(current)
-            for technique in SAFE:
+        elif name in ("all_safe", "all_safe_eager"):
+            merged, techniques = dict(current), [s for s in SAFE if name == "all_safe" or s != "compile"]
+            for technique in techniques:
                 merged.update(technique_overrides(technique, common["model"], common["augmentation"],
                                                   compile_mode)[0] or {})
-            rows.append(Row(name, merged, "current + " + " + ".join(SAFE)))
+            rows.append(Row(name, merged, "current + " + " + ".join(techniques)))
         else:
             overrides, note = technique_overrides(name, common["model"], common["augmentation"], compile_mode)
             rows.append(Row(name, None if overrides is None else {**current, **overrides}, note))
