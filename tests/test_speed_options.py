@@ -1,0 +1,53 @@
+"""Speed options take effect: channels_last through the step, the optimizer implementation, compile mode."""
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from cephalo.engine.loop import Progress, train_one_epoch
+from cephalo.engine.setup import build_training
+from tests.test_engine import TinyHeatmapNet, tiny_config  # noqa: F401 -- fixture
+
+
+class LayoutRecorder(TinyHeatmapNet):
+    """Records whether the first convolution's output (8 channels, so the layout is visible) is channels_last."""
+
+    def __init__(self):
+        super().__init__()
+        self.layouts = []
+
+    def forward(self, x):
+        self.layouts.append(self.net[0](x).is_contiguous(memory_format=torch.channels_last))
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_channels_last_reaches_the_weights_and_every_batch(tiny_config, channels_last):  # noqa: F811
+    model = LayoutRecorder()
+    t = build_training(dataclasses.replace(tiny_config, channels_last=channels_last, max_updates=2), model)
+    conv = t.raw_model.net[2].weight  # (8, 8, 3, 3)
+    assert conv.is_contiguous(memory_format=torch.channels_last) == channels_last
+    train_one_epoch(t, Progress(), after_update=lambda p: p.updates >= 2)
+    assert len(model.layouts) == 2 and all(layout == channels_last for layout in model.layouts)
+
+
+def test_fused_optimizer_on_cpu_uses_foreach_and_says_so(tiny_config):  # noqa: F811
+    t = build_training(dataclasses.replace(tiny_config, fused_optimizer=True), TinyHeatmapNet())
+    assert t.optimizer.defaults["foreach"] and not t.optimizer.defaults["fused"]
+    assert "optimizer: AdamW, foreach implementation (fused needs CUDA)" in t.notes
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fused_optimizer_on_cuda(tiny_config):  # noqa: F811
+    t = build_training(dataclasses.replace(tiny_config, fused_optimizer=True, device="cuda"), TinyHeatmapNet())
+    assert t.optimizer.defaults["fused"] and "optimizer: AdamW, fused implementation" in t.notes
+    train_one_epoch(t, Progress(loss_sum=torch.zeros((), device=t.device)), after_update=lambda p: p.updates >= 1)
+
+
+def test_model_without_ema_validates_with_the_forward_model(tiny_config):  # noqa: F811
+    t = build_training(tiny_config, TinyHeatmapNet())
+    assert t.eval_forward is t.raw_model
+    with_ema = build_training(dataclasses.replace(tiny_config, use_ema=True), TinyHeatmapNet())
+    assert with_ema.eval_forward is with_ema.ema.module and isinstance(with_ema.eval_forward, nn.Module)
