@@ -33,7 +33,8 @@ def train_rank(rank: int, world_size: int, port: int, config: TrainConfig) -> No
 @pytest.fixture
 def config(tmp_path):
     csv_path, _ = write_csv_dataset(tmp_path / "data", n=10, size=(40, 32))
-    return TrainConfig(dataset_path=str(csv_path), image_size=(32, 32), head_stride=4, batch_size=2, epochs=2,
+    return TrainConfig(dataset_path=str(csv_path), augmentation="none",  # exact comparisons
+                       image_size=(32, 32), head_stride=4, batch_size=2, epochs=2,
                        lr=1e-2, warmup_epochs=0.5, num_workers=0, val_fraction=0.2, output_dir=str(tmp_path / "runs"),
                        progress=False, cache_dir=str(tmp_path / "cache"), use_ema=True)
 

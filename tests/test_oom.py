@@ -19,7 +19,7 @@ from tests.test_engine import TinyHeatmapNet
 
 class MemoryLimitedNet(nn.Module):
     """A tiny heatmap net that raises CUDA's out-of-memory error as a small GPU would: for batches above
-    ``max_batch`` (from forward call ``after_calls`` on), unless gradient checkpointing is on and ``fits_checkpointed``."""
+    ``max_batch`` (from forward call ``after_calls`` on), unless gradient checkpointing is on and fits."""
 
     def __init__(self, max_batch: int, after_calls: int = 0, fits_checkpointed: bool = True):
         super().__init__()
@@ -44,7 +44,8 @@ class MemoryLimitedNet(nn.Module):
 @pytest.fixture
 def config(tmp_path):
     csv_path, _ = write_csv_dataset(tmp_path / "data", n=10, size=(40, 32))
-    return TrainConfig(dataset_path=str(csv_path), image_size=(32, 32), head_stride=4, batch_size=4, epochs=2, lr=1e-2,
+    return TrainConfig(dataset_path=str(csv_path), augmentation="none",  # exact comparisons
+                       image_size=(32, 32), head_stride=4, batch_size=4, epochs=2, lr=1e-2,
                        warmup_epochs=0.5, num_workers=0, val_fraction=0.2, output_dir=str(tmp_path / "runs"),
                        run_name="run", progress=False, cache_dir=str(tmp_path / "cache"), model="hrnet_w32")
 

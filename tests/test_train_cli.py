@@ -53,7 +53,7 @@ def test_bad_choice_is_refused(capsys):
 def test_defaults_are_the_quick_synthetic_job():
     c = TrainConfig()
     assert c.dataset_path == "synthetic" and c.model == "hrnet_w18_small" and c.image_size == (256, 256)
-    assert c.head_stride == 2 and c.epochs == 20
+    assert c.head_stride == 2 and c.epochs == 20 and c.augmentation == "full"
 
 
 def test_precision_on_cpu_says_what_it_uses():

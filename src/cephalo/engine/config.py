@@ -42,7 +42,7 @@ class TrainConfig:
     pretrained: str | None = None
     head_stride: int = 2  # measured better than 4 on ISBI at 256² (benchmarks/training_isbi.md)
     sigma: float = 2.0
-    augmentation: str = "none"
+    augmentation: str = "full"  # measured better on ISBI and on the synthetic main job (benchmarks/)
     # optimisation
     batch_size: int = 8
     gradient_accumulation_steps: int = 1
