@@ -21,17 +21,21 @@ class MemoryLimitedNet(nn.Module):
     """A tiny heatmap net that raises CUDA's out-of-memory error as a small GPU would: for batches above
     ``max_batch`` (from forward call ``after_calls`` on), unless gradient checkpointing is on and fits."""
 
-    def __init__(self, max_batch: int, after_calls: int = 0, fits_checkpointed: bool = True):
+    def __init__(self, max_batch: int, after_calls: int = 0, fits_checkpointed: bool = True, eval_max_batch=None):
         super().__init__()
         self.net = TinyHeatmapNet()
         self.max_batch, self.after_calls, self.fits_checkpointed = max_batch, after_calls, fits_checkpointed
+        self.eval_max_batch, self.eval_batches = eval_max_batch, []
         self.calls, self.checkpointing, self.batches = 0, False, []
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.checkpointing = enable
 
     def forward(self, x):
-        if not self.training:  # validation holds no activations for backward: it fits
+        if not self.training:  # validation holds no activations for backward: it fits, unless told otherwise
+            if self.eval_max_batch is not None and x.shape[0] > self.eval_max_batch:
+                raise torch.OutOfMemoryError("CUDA out of memory (injected by the test, validation)")
+            self.eval_batches.append(x.shape[0])
             return self.net(x)
         self.calls += 1
         fits = x.shape[0] <= self.max_batch or (self.checkpointing and self.fits_checkpointed)
@@ -134,3 +138,17 @@ def test_shrink_sequence():
         shrink(c, 1, True, True)
     with pytest.raises(OutOfMemoryStop):
         shrink(c, 1, False, False)  # a model without gradient checkpointing
+
+
+def test_validation_out_of_memory_goes_on_in_smaller_parts(config, capsys):
+    from cephalo.engine.loop import validate
+
+    torch.manual_seed(0)
+    limited = MemoryLimitedNet(max_batch=4, eval_max_batch=1)
+    t = build_training(dataclasses.replace(config, val_fraction=0.4), limited)  # 4 validation images, one batch
+    reference = validate(t, limited.net)  # the same weights, no memory limit
+    metrics = validate(t, limited)
+    assert limited.eval_batches == [1, 1, 1, 1] and t.val_micro_batch == 1
+    assert "1 images per forward pass" in capsys.readouterr().out
+    assert metrics["val_mre_mm"] == pytest.approx(reference["val_mre_mm"], rel=1e-5)
+    assert metrics["val_loss"] == pytest.approx(reference["val_loss"], rel=1e-5)

@@ -42,7 +42,8 @@ def trained(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("predict")
     csv_path, points = write_csv_dataset(root / "data", n=6, size=(80, 64), names=NAMES)
-    config = TrainConfig(dataset_path=str(csv_path), image_size=(64, 64), model="hrnet_w18_small", epochs=1,
+    config = TrainConfig(dataset_path=str(csv_path), augmentation="none", image_size=(64, 64), epochs=1,
+                         model="hrnet_w18_small",
                          batch_size=2, num_workers=0, progress=False, output_dir=str(root / "runs"), run_name="r",
                          val_fraction=0.34, cache_dir=str(root / "cache"))
     fit(config)

@@ -85,10 +85,13 @@ def build_loader(dataset: CachedLandmarkDataset, batch_size: int, sampler: Sampl
                  device: torch.device) -> DataLoader:
     """Workers only read cached uint8 arrays; pinned memory (CUDA) makes the copy to the GPU asynchronous.
 
-    Nothing here is a lambda or a local class, so workers also start under Windows' ``spawn``.
+    Nothing here is a lambda or a local class, so workers also start under Windows' ``spawn``. The loader has its
+    own generator: starting its workers would otherwise draw from the global one, which the augmentation uses and
+    checkpoints restore, and a resumed run (whose workers start mid-epoch) would augment differently.
     """
     workers = config.num_workers
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      generator=torch.Generator().manual_seed(config.seed),
                       pin_memory=config.pin_memory and device.type == "cuda",
                       prefetch_factor=config.prefetch_factor if workers > 0 else None,
                       persistent_workers=config.persistent_workers and workers > 0, drop_last=False)

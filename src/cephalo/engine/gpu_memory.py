@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from cephalo.engine.config import TrainConfig
+from cephalo.engine.distributed import Dist, all_gather
 from cephalo.engine.precision import Precision
 
 MARGIN = 0.15  # of the budget, for what the probe does not see: fragmentation, the loader's pinned batches, targets
@@ -71,9 +72,10 @@ def cuda_step_peak(model: nn.Module, config: TrainConfig, device: torch.device, 
     return step_peak
 
 
-def auto_micro_batch(config: TrainConfig, model: nn.Module, device: torch.device,
-                     precision: Precision) -> tuple[TrainConfig, str]:
-    """``config`` with the measured micro-batch and the accumulation that keeps ``batch_size x accumulation``."""
+def auto_micro_batch(config: TrainConfig, model: nn.Module, device: torch.device, precision: Precision,
+                     info: Dist = Dist()) -> tuple[TrainConfig, str]:
+    """``config`` with the measured micro-batch and the accumulation that keeps ``batch_size x accumulation``;
+    with several processes, the smallest any of them measured (they must accumulate alike)."""
     per_update = config.batch_size * config.gradient_accumulation_steps
     resolved = dataclasses.replace(config, auto_micro_batch=False)  # a resumed run keeps what was measured
     if device.type != "cuda":
@@ -88,6 +90,7 @@ def auto_micro_batch(config: TrainConfig, model: nn.Module, device: torch.device
     model.train()
     batch, measured = pick_micro_batch(per_update, cuda_step_peak(model, config, device, precision, extra), budget)
     model.load_state_dict(saved)
+    batch = min(all_gather(batch, info))
     shown = ", ".join(f"{b}: {'out of memory' if m is None else f'{m / 2**30:.2f} GiB'}" for b, m in measured)
     resolved = dataclasses.replace(resolved, batch_size=batch, gradient_accumulation_steps=per_update // batch)
     return resolved, (f"--auto_micro_batch: micro-batch {batch} x accumulation {per_update // batch} "

@@ -114,28 +114,40 @@ def train_one_epoch(t: Training, p: Progress, after_update: Callable[[Progress],
             continue
         p.loss_sum += group_loss
         group, group_loss = [], torch.zeros((), device=t.device)
-        if optimizer_update(t):
-            p.updates, p.bad_in_a_row = p.updates + 1, 0
-        else:
-            p.skipped_updates, p.bad_in_a_row = p.skipped_updates + 1, p.bad_in_a_row + 1
-            bar.write(f"warning: non-finite loss or gradients, update skipped ({p.bad_in_a_row} in a row)")
-            if p.bad_in_a_row >= c.max_bad_updates:
-                raise NonFiniteError(f"{p.bad_in_a_row} updates in a row had non-finite loss or gradients; "
-                                     "stopped without saving them. Lower --lr, or use --amp_dtype bf16 "
-                                     "or no --mixed_precision, then --resume from the last checkpoint.")
-        if c.use_compile and t.compile_seconds is None:  # the first update compiles: timed apart from the speed
-            if t.device.type == "cuda":
-                torch.cuda.synchronize(t.device)
-            t.compile_seconds, t.compile_images = time.perf_counter() - start, p.seen - seen_at_start
-        if c.progress and p.updates % c.log_every == 0:  # the only other host sync, when shown
-            rate = (p.seen - seen_at_start) / (time.perf_counter() - start)
-            bar.set_postfix_str(f"loss {p.loss_sum.item() / p.seen:.3g}  lr {t.scheduler.get_last_lr()[0]:.2e}  "
-                                f"{rate:.1f} img/s  {memory_text(t.device)}", refresh=False)
+        count_update(t, p, optimizer_update(t), bar)
+        show_update(t, p, bar, start, seen_at_start)
         if after_update(p):
             bar.close()
             return False
     bar.close()
     return True
+
+
+def count_update(t: Training, p: Progress, applied: bool, bar: tqdm) -> None:
+    """Count an update, or a skipped one (non-finite); too many skipped in a row stop the run."""
+    if applied:
+        p.updates, p.bad_in_a_row = p.updates + 1, 0
+        return
+    p.skipped_updates, p.bad_in_a_row = p.skipped_updates + 1, p.bad_in_a_row + 1
+    bar.write(f"warning: non-finite loss or gradients, update skipped ({p.bad_in_a_row} in a row)")
+    if p.bad_in_a_row >= t.config.max_bad_updates:
+        raise NonFiniteError(f"{p.bad_in_a_row} updates in a row had non-finite loss or gradients; "
+                             "stopped without saving them. Lower --lr, or use --amp_dtype bf16 "
+                             "or no --mixed_precision, then --resume from the last checkpoint.")
+
+
+def show_update(t: Training, p: Progress, bar: tqdm, start: float, seen_at_start: int) -> None:
+    """Time the first (compiling) update apart, and refresh the progress bar every ``--log_every`` updates: the
+    only host syncs of the loop besides the finiteness check."""
+    c = t.config
+    if c.use_compile and t.compile_seconds is None:
+        if t.device.type == "cuda":
+            torch.cuda.synchronize(t.device)
+        t.compile_seconds, t.compile_images = time.perf_counter() - start, p.seen - seen_at_start
+    if c.progress and p.updates % c.log_every == 0:
+        rate = (p.seen - seen_at_start) / (time.perf_counter() - start)
+        bar.set_postfix_str(f"loss {p.loss_sum.item() / p.seen:.3g}  lr {t.scheduler.get_last_lr()[0]:.2e}  "
+                            f"{rate:.1f} img/s  {memory_text(t.device)}", refresh=False)
 
 
 def accumulate(t: Training, p: Progress, batches: list[tuple[torch.Tensor, torch.Tensor, float]],
@@ -210,6 +222,23 @@ def epoch_stats(p: Progress, t: Training, seconds: float, images: int) -> dict:
     return stats
 
 
+def forward_in_parts(t: Training, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Inference on ``x (B, 1, H, W)``, in parts of ``t.val_micro_batch`` images once a whole batch ran out of GPU
+    memory (after training's micro-batch went down, a validation batch can be too big too). In eval mode the parts
+    give the same heatmaps as the whole batch."""
+    while True:
+        part = t.val_micro_batch or len(x)
+        try:
+            with t.precision.autocast():
+                return torch.cat([model(chunk) for chunk in x.split(part)])
+        except torch.OutOfMemoryError:
+            if part == 1:
+                raise OutOfMemoryStop(remedies(t.config)) from None
+        release_memory(t.device)  # outside the handler: the failed forward's tensors are free now
+        t.val_micro_batch = part // 2
+        print(f"out of GPU memory in validation: {t.val_micro_batch} images per forward pass from now on")
+
+
 @torch.no_grad()
 def validate(t: Training, model: nn.Module) -> dict:
     """Loss and MRE / SD / SDR in mm on the validation set, in each image's original pixel frame."""
@@ -218,9 +247,7 @@ def validate(t: Training, model: nn.Module) -> dict:
     predicted, indices = [], []
     batches = DevicePrefetcher(t.val_loader, t.device, t.config.non_blocking)
     for images, landmarks, index in tqdm(batches, desc="validate", disable=not t.config.progress, leave=False):
-        x = to_model_input(images, t.device, t.config.channels_last)
-        with t.precision.autocast():
-            heatmaps = model(x)
+        heatmaps = forward_in_parts(t, model, to_model_input(images, t.device, t.config.channels_last))
         loss_sum += heatmap_loss(heatmaps, t.codec.encode(landmarks), t.codec.inside(landmarks)) * images.shape[0]
         predicted.append(t.codec.decode(heatmaps)[0])  # (B, K, 2) letterboxed pixels
         indices.append(index)

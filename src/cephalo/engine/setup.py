@@ -56,6 +56,7 @@ class Training:
     notes: list[str]
     compile_seconds: float | None = None  # wall time of the first update, compilation included (--use_compile)
     compile_images: int = 0  # images of that update: left out of the first epoch's images/s until reported
+    val_micro_batch: int = 0  # images per validation forward after an out-of-memory error; 0: the whole batch
 
 
 def resolve_device(name: str) -> torch.device:
@@ -117,7 +118,7 @@ def build_training(config: TrainConfig, model: nn.Module | None = None) -> Train
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     if config.auto_micro_batch:  # measured on the model as it will train, before the loaders take the batch size
-        config, note = auto_micro_batch(config, model, device, precision)
+        config, note = auto_micro_batch(config, model, device, precision, info)
         notes.append(note)
 
     codec = HeatmapCodec(config.image_size, stride=config.head_stride, sigma=config.sigma)
