@@ -18,8 +18,9 @@ def peak_rss_bytes() -> int | None:
 
 
 def memory_text(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB peak"
+    if device.type == "cuda":  # reserved: what the caching allocator holds, what the card must have
+        return (f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB peak "
+                f"({torch.cuda.max_memory_reserved(device) / 2**30:.2f} reserved)")
     rss = peak_rss_bytes()
     return f"{rss / 2**30:.2f} GiB RSS peak" if rss else ""
 

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The GPU figures of the speed-and-memory issue, stage by stage (each stage fits a 10-minute slot):
+#   bash benchmarks/gpu_checks.sh bench-w18|bench-w32|presets|oom|all
+# Everything goes under $OUT (default gpu-results/): bench tables, logs, nvidia-smi. Runs from a source checkout
+# (PYTHONPATH=src), so nothing needs installing beyond torch, numpy, opencv-python-headless and tqdm.
+# A dry run of the script itself on a CPU (compile rows left out: a cold compile takes minutes here):
+#   SIZE=64 DEVICE=cpu UPDATES=1 TECHNIQUES=baseline,current,channels_last bash benchmarks/gpu_checks.sh all
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu-results}
+SIZE=${SIZE:-1024}        # network input, H = W
+DEVICE=${DEVICE:-cuda}
+BUDGET=${BUDGET:-8}       # GiB: the user's RTX 3070 Ti, emulated with --vram_budget_gb
+UPDATES=${UPDATES:-5}     # measured optimizer updates per bench row
+TECHNIQUES=${TECHNIQUES:-all}
+PYTHON=${PYTHON:-python}
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" CEPHALO_CACHE="$OUT/cache"
+mkdir -p "$OUT"
+"$PYTHON" -c "import torch, numpy, cv2, tqdm; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || echo "no nvidia-smi" > "$OUT/nvidia-smi.txt"
+cephalo() { "$PYTHON" -m cephalo "$@"; }
+train_args=(--image_size "$SIZE" "$SIZE" --device "$DEVICE" --vram_budget_gb "$BUDGET" --epochs 1 --no_progress
+            --output_dir "$OUT/runs")
+
+bench() {  # the user's setup (batch 1 x 8) and every technique, under the 8 GB budget
+  cephalo bench --model "$1" --image_size "$SIZE" "$SIZE" --batch_size 1 --gradient_accumulation_steps 8 \
+    --device "$DEVICE" --vram_budget_gb "$BUDGET" --warmup_updates 2 --measure_updates "$UPDATES" --techniques "$TECHNIQUES" \
+    --output_dir "$OUT/bench-$1-$SIZE" | tee "$OUT/bench-$1-$SIZE.log"
+}
+
+presets() {  # safe, aggressive and auto presets with the user's model: peak memory is in each epoch line
+  for preset in rtx3070ti rtx3070ti-aggressive auto; do
+    cephalo train --preset "$preset" --model hrnet "${train_args[@]}" --max_updates 12 --run_name "$preset" \
+      2>&1 | tee "$OUT/preset-$preset.log"
+  done
+}
+
+oom() {  # batch 8 in one forward pass does not fit 8 GiB at 1024²: recovery must halve it and go on
+  cephalo train --model hrnet --batch_size 8 --gradient_accumulation_steps 1 --mixed_precision "${train_args[@]}" \
+    --max_updates 3 --run_name oom-recovery 2>&1 | tee "$OUT/oom-recovery.log"
+  cephalo train --model hrnet --batch_size 1 --gradient_accumulation_steps 8 --mixed_precision \
+    --gradient_checkpointing "${train_args[@]}" --max_updates 6 --run_name checkpointing \
+    2>&1 | tee "$OUT/checkpointing.log"  # against preset-rtx3070ti.log: the memory that checkpointing saves
+}
+
+case "${1:-all}" in
+  bench-w18) bench hrnet_w18 ;;
+  bench-w32) bench hrnet_w32 ;;
+  presets) presets ;;
+  oom) oom ;;
+  all) bench hrnet_w18; bench hrnet_w32; presets; oom ;;
+  *) echo "usage: $0 bench-w18|bench-w32|presets|oom|all" >&2; exit 2 ;;
+esac
