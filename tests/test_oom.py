@@ -13,8 +13,7 @@ from cephalo.engine.loop import Progress, train_one_epoch
 from cephalo.engine.oom import OutOfMemoryStop, remedies, shrink
 from cephalo.engine.setup import build_training
 from cephalo.engine.trainer import fit
-from tests.helpers import write_csv_dataset
-from tests.test_engine import TinyHeatmapNet
+from tests.test_engine import TinyHeatmapNet, tiny_config  # noqa: F401 -- fixture
 
 
 class MemoryLimitedNet(nn.Module):
@@ -46,12 +45,9 @@ class MemoryLimitedNet(nn.Module):
 
 
 @pytest.fixture
-def config(tmp_path):
-    csv_path, _ = write_csv_dataset(tmp_path / "data", n=10, size=(40, 32))
-    return TrainConfig(dataset_path=str(csv_path), augmentation="none",  # exact comparisons
-                       image_size=(32, 32), head_stride=4, batch_size=4, epochs=2, lr=1e-2,
-                       warmup_epochs=0.5, num_workers=0, val_fraction=0.2, output_dir=str(tmp_path / "runs"),
-                       run_name="run", progress=False, cache_dir=str(tmp_path / "cache"), model="hrnet_w32")
+def config(tiny_config):  # noqa: F811
+    """The engine tests' tiny run, with a batch of 4 and the user's model name (for the remedies)."""
+    return dataclasses.replace(tiny_config, batch_size=4, model="hrnet_w32")
 
 
 def flat(model: nn.Module) -> torch.Tensor:
