@@ -13,7 +13,7 @@ from cephalo.engine.config import TrainConfig
 from cephalo.engine.data import EpochSampler
 from cephalo.engine.trainer import fit
 from tests.helpers import write_csv_dataset
-from tests.test_engine import TinyHeatmapNet
+from tests.test_engine import TinyHeatmapNet, tiny_config  # noqa: F401 -- fixture
 
 
 def free_port() -> int:
@@ -31,12 +31,8 @@ def train_rank(rank: int, world_size: int, port: int, config: TrainConfig) -> No
 
 
 @pytest.fixture
-def config(tmp_path):
-    csv_path, _ = write_csv_dataset(tmp_path / "data", n=10, size=(40, 32))
-    return TrainConfig(dataset_path=str(csv_path), augmentation="none",  # exact comparisons
-                       image_size=(32, 32), head_stride=4, batch_size=2, epochs=2,
-                       lr=1e-2, warmup_epochs=0.5, num_workers=0, val_fraction=0.2, output_dir=str(tmp_path / "runs"),
-                       progress=False, cache_dir=str(tmp_path / "cache"), use_ema=True)
+def config(tiny_config):  # noqa: F811
+    return dataclasses.replace(tiny_config, use_ema=True)
 
 
 def test_sampler_shards_cover_the_epoch_once():

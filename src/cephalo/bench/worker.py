@@ -22,7 +22,7 @@ import torch
 from cephalo.engine.compile import CompileFallback
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.loop import Progress, epoch_stats, train_one_epoch
-from cephalo.engine.monitor import peak_rss_bytes
+from cephalo.engine.monitor import peak_rss_bytes, synchronize
 from cephalo.engine.saver import CheckpointWriter
 from cephalo.engine.setup import Training, build_training
 
@@ -36,11 +36,6 @@ def current_rss_bytes() -> int | None:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError, AttributeError):
         return None
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def device_info(device: torch.device) -> dict:
@@ -66,15 +61,15 @@ def run_segment(t: Training, warmup_updates: int, measure_updates: int) -> dict:
         if state["updates"] > warmup_updates:
             stamps.append((time.perf_counter(), images_done(p)))  # no sync: only a rough spread
         if state["updates"] == warmup_updates:
-            sync(t.device)
+            synchronize(t.device)
             marks["warm"], marks["warm_images"] = time.perf_counter(), images_done(p)
         if state["updates"] == warmup_updates + measure_updates:
-            sync(t.device)
+            synchronize(t.device)
             marks["end"], marks["end_images"] = time.perf_counter(), images_done(p)
             return True
         return False
 
-    sync(t.device)
+    synchronize(t.device)
     start = time.perf_counter()
     if warmup_updates == 0:
         marks["warm"], marks["warm_images"] = start, 0
@@ -97,7 +92,7 @@ def time_checkpoint(t: Training, p: Progress, save_dir: str | None) -> dict:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-save-", dir=save_dir) as folder:
             writer = CheckpointWriter(folder, t)
-            sync(t.device)
+            synchronize(t.device)
             start = time.perf_counter()
             if not writer.save("last.pt", p, {"monitor": t.config.monitor, "best": float("inf")}, {}):
                 return {"save_error": f"the checkpoint could not be written in {save_dir}"}

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from cephalo.engine.augment import augment
 from cephalo.engine.data import micro_batch_weights
 from cephalo.engine.distributed import all_gather
-from cephalo.engine.monitor import memory_text
+from cephalo.engine.monitor import memory_text, synchronize
 from cephalo.engine.oom import OutOfMemoryStop, release_memory, remedies, shrink
 from cephalo.engine.prefetch import DevicePrefetcher
 from cephalo.engine.setup import Training
@@ -141,8 +141,7 @@ def show_update(t: Training, p: Progress, bar: tqdm, start: float, seen_at_start
     only host syncs of the loop besides the finiteness check."""
     c = t.config
     if c.use_compile and t.compile_seconds is None:
-        if t.device.type == "cuda":
-            torch.cuda.synchronize(t.device)
+        synchronize(t.device)
         t.compile_seconds, t.compile_images = time.perf_counter() - start, p.seen - seen_at_start
     if c.progress and p.updates % c.log_every == 0:
         rate = (p.seen - seen_at_start) / (time.perf_counter() - start)
