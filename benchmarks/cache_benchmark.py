@@ -17,9 +17,9 @@ from pathlib import Path
 import cv2
 
 from cephalo.datasets.csv_dataset import read_csv_dataset
+from cephalo.image_io import read_grey
 from cephalo.preprocessing.cache import LetterboxCache
 from cephalo.preprocessing.cached_dataset import CachedLandmarkDataset
-from cephalo.preprocessing.image_io import read_grey
 from cephalo.preprocessing.letterbox import Letterbox
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cephalo.preprocessing.image_io import write_image
+from cephalo.image_io import write_image
 
 
 def write_csv_dataset(root: Path, n: int = 6, size=(80, 60), names=("S", "N", "Me"), seed=0, split_column=False):

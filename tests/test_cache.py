@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from cephalo.datasets.csv_dataset import read_csv_dataset
+from cephalo.image_io import read_grey
 from cephalo.preprocessing.cache import LetterboxCache, find_duplicates
 from cephalo.preprocessing.cached_dataset import CachedLandmarkDataset
-from cephalo.preprocessing.image_io import read_grey
 from cephalo.preprocessing.letterbox import Letterbox
 from tests.helpers import write_csv_dataset
 

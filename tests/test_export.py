@@ -16,8 +16,8 @@ import torch
 
 from cephalo.cli.main import main
 from cephalo.engine.checkpoint import load_checkpoint
+from cephalo.image_io import read_grey
 from cephalo.inference.predictor import load_predictor, model_facts
-from cephalo.preprocessing.image_io import read_grey
 from cephalo.preprocessing.letterbox import Letterbox
 from cephalo.preprocessing.normalize import GREY_MEAN, GREY_STD
 from tests.helpers import write_csv_dataset

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cephalo.preprocessing.image_io import ImageReadError, read_grey, to_grey_uint8, write_image
+from cephalo.image_io import ImageReadError, read_grey, to_grey_uint8, write_image
 
 
 def test_reads_colour_16bit_and_unicode_paths(tmp_path):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cephalo.evaluation.metrics import format_report, landmark_report, radial_errors_mm, summarize
+from cephalo.metrics import format_report, landmark_report, radial_errors_mm, summarize
 
 
 def test_radial_errors_use_each_images_spacing():

@@ -13,10 +13,10 @@ from cephalo.cli.main import main
 from cephalo.datasets.sources import DatasetSpec, collect_records, load_records
 from cephalo.evaluation.evaluate import evaluate_predictions
 from cephalo.evaluation.predictions import match_predictions, read_predictions
+from cephalo.image_io import read_grey, write_image
 from cephalo.inference.inputs import InputImage, resolve_inputs
 from cephalo.inference.outputs import output_stems, predict_to_folder
 from cephalo.inference.predictor import Predictor
-from cephalo.preprocessing.image_io import read_grey, write_image
 from cephalo.preprocessing.letterbox import Letterbox
 from cephalo.visualize.overlay import draw_landmarks
 from tests.fixtures_datasets import AarizBuilder, IsbiBuilder

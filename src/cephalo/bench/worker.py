@@ -19,10 +19,11 @@ import traceback
 
 import torch
 
+from cephalo.device import synchronize
 from cephalo.engine.compile import CompileFallback
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.loop import Progress, epoch_stats, train_one_epoch
-from cephalo.engine.monitor import peak_rss_bytes, synchronize
+from cephalo.engine.monitor import peak_rss_bytes
 from cephalo.engine.saver import CheckpointWriter
 from cephalo.engine.setup import Training, build_training
 

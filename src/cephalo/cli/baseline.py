@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cephalo.cli.common import DEFAULT_EVAL_SPLIT, add_dataset_args, cache_for, check_split, dataset_spec
+from cephalo.cli.common import add_dataset_args, cache_for, check_split, dataset_spec
 from cephalo.datasets.csv_dataset import write_landmarks_csv
+from cephalo.datasets.sources import DEFAULT_EVAL_SPLIT
 from cephalo.evaluation.mean_shape import fit_mean_shape, predict_mean_shape
 from cephalo.preprocessing.prepare import prepare_splits
 

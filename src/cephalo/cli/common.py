@@ -11,8 +11,6 @@ from pathlib import Path
 from cephalo.datasets.sources import FORMATS, SPLITS, DatasetSpec, default_cache_dir
 from cephalo.preprocessing.cache import LetterboxCache
 
-DEFAULT_EVAL_SPLIT = {"aariz": "test", "isbi2015": "test1", "csv": "all", "synthetic": "test"}
-
 
 def add_dataset_args(parser: argparse.ArgumentParser, image_size: bool = True) -> None:
     g = parser.add_argument_group("dataset")

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 from cephalo.atomic import write_text
-from cephalo.cli.common import DEFAULT_EVAL_SPLIT, add_dataset_args, check_split, dataset_spec
-from cephalo.datasets.sources import load_records
+from cephalo.cli.common import add_dataset_args, check_split, dataset_spec
+from cephalo.datasets.sources import DEFAULT_EVAL_SPLIT, load_records
 from cephalo.evaluation.evaluate import score_predictions
-from cephalo.evaluation.metrics import format_report
 from cephalo.evaluation.predictions import read_predictions
+from cephalo.metrics import format_report
 
 
 def add_parser(subparsers) -> None:

@@ -13,8 +13,8 @@ import math
 import sys
 from pathlib import Path
 
-from cephalo.datasets.sources import FORMATS
-from cephalo.inference.inputs import DEFAULT_SPLIT, resolve_inputs
+from cephalo.datasets.sources import DEFAULT_EVAL_SPLIT, FORMATS
+from cephalo.inference.inputs import resolve_inputs
 from cephalo.inference.outputs import CSV_NAME, predict_to_folder
 from cephalo.inference.predictor import load_predictor
 
@@ -36,7 +36,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--spacing_mm", type=float,
                    help="pixel spacing (mm per pixel) of images whose spacing no dataset gives: adds mm to the JSON")
     p.add_argument("--dataset_format", choices=FORMATS, help="read folder/CSV inputs as this dataset layout (default: detected)")
-    p.add_argument("--split", help="dataset split to predict (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_SPLIT.items()) + ")")
+    p.add_argument("--split", help="dataset split to predict (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_EVAL_SPLIT.items()) + ")")
     p.add_argument("--recursive", action="store_true", help="look for images in subfolders of folder inputs too")
     p.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(run=run)

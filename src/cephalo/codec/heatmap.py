@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import math
 import operator
-from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from cephalo.device import no_autocast
 
 _LOG_EPS = 1e-10  # floor before the log: far below any value near a real peak, so it only tames zeros/negatives
 _MIN_CURVATURE = 1e-5  # log-space curvature a real peak must exceed (sigma=200 heatmap px still does); flat maps
@@ -43,14 +44,6 @@ def _points(points) -> Tensor:
     if p.ndim == 0 or p.shape[-1] != 2:
         raise ValueError(f"points must have shape (..., 2), got {tuple(p.shape)}")
     return p.to(torch.float64 if p.dtype == torch.float64 else torch.float32)
-
-
-def _no_autocast(device: torch.device):
-    """Disable autocast so the codec's maths stays float32 (conv2d would otherwise run in fp16/bf16)."""
-    try:
-        return torch.autocast(device_type=device.type, enabled=False)
-    except (RuntimeError, ValueError):  # a device type autocast does not know: nothing to disable
-        return nullcontext()
 
 
 class HeatmapCodec:
@@ -132,7 +125,7 @@ class HeatmapCodec:
         """
         landmarks = torch.as_tensor(landmarks)
         out_dtype = landmarks.dtype if landmarks.is_floating_point() else torch.float32
-        with _no_autocast(landmarks.device):
+        with no_autocast(landmarks.device):
             uv = self.to_heatmap_coords(landmarks)  # (B, K, 2), float32 (float64 if given)
             finite = torch.isfinite(uv).all(-1, keepdim=True)  # (B, K, 1)
             uv = torch.where(finite, uv, 0.0)  # keeps exp() finite; the map is zeroed through gx below
@@ -162,7 +155,7 @@ class HeatmapCodec:
             raise ValueError(f"heatmaps must have shape (B, K, {self.heatmap_size[0]}, {self.heatmap_size[1]}), "
                              f"got {tuple(hm.shape)}")
         lead, (h, w) = hm.shape[:-2], self.heatmap_size
-        with _no_autocast(hm.device):
+        with no_autocast(hm.device):
             flat = hm.detach().float().reshape(-1, h * w)  # (N, Hh*Wh), N = B*K
             index = flat.argmax(-1)  # (N,) first maximum on ties
             confidence = flat.gather(1, index[:, None])[:, 0]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cephalo.preprocessing.image_io import IMAGE_EXTENSIONS
+from cephalo.image_io import IMAGE_EXTENSIONS
 
 
 def landmark_problems(landmarks: np.ndarray, names: tuple[str, ...] | list[str]) -> list[str]:

@@ -19,8 +19,6 @@ from cephalo.datasets.checks import landmark_problems, spacing_problem
 from cephalo.datasets.issues import DataIssue
 from cephalo.datasets.record import LandmarkRecord
 
-CSV_SPLITS = ("train", "valid", "test", "all")
-
 
 class CsvLayoutError(ValueError):
     """The CSV header does not follow the layout; the message names the file and the expected header."""

@@ -16,6 +16,9 @@ SPLITS = {
     "csv": ("train", "valid", "test", "all"),
     "synthetic": ("train", "valid", "test"),
 }
+# The split a command scores or predicts when none is given: the held-out test split (ISBI 2015: Test1), every row
+# of a CSV; evaluate, predict and baseline agree on it, so a predict output is scored with no --split either.
+DEFAULT_EVAL_SPLIT = {"aariz": "test", "isbi2015": "test1", "csv": "all", "synthetic": "test"}
 SYNTHETIC_NAME = "synthetic"
 
 

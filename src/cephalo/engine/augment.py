@@ -25,13 +25,13 @@ Gaussian blur (per-sample depthwise conv, chosen per sample with ``torch.where``
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cephalo.device import no_autocast
 from cephalo.preprocessing.normalize import GREY_MEAN, GREY_STD
 
 AUGMENTATION_LEVELS = ("none", "light", "full")
@@ -209,13 +209,6 @@ def _log_uniform(u: Tensor, lo: float, hi: float) -> Tensor:
     return torch.exp(_uniform(u, math.log(lo), math.log(hi)))
 
 
-def _no_autocast(device: torch.device):
-    try:
-        return torch.autocast(device_type=device.type, enabled=False)
-    except (RuntimeError, ValueError):
-        return nullcontext()
-
-
 # -------------------------------------------------------------------------------------------------- entry
 
 
@@ -244,7 +237,7 @@ def augment(x: Tensor, landmarks: Tensor, cfg: AugmentConfig,
     dev = x.device
     u = torch.rand(b, _N_RANDOM, generator=generator, device=dev, dtype=torch.float32).unbind(-1)
 
-    with _no_autocast(dev):
+    with no_autocast(dev):
         out = x
         if cfg.has_affine:
             angle = _uniform(u[0], -math.radians(cfg.rotation_deg), math.radians(cfg.rotation_deg))

@@ -13,14 +13,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from cephalo.device import synchronize
 from cephalo.engine.augment import augment
 from cephalo.engine.data import micro_batch_weights
 from cephalo.engine.distributed import all_gather
-from cephalo.engine.monitor import memory_text, synchronize
+from cephalo.engine.monitor import memory_text
 from cephalo.engine.oom import OutOfMemoryStop, release_memory, remedies, shrink
 from cephalo.engine.prefetch import DevicePrefetcher
 from cephalo.engine.setup import Training
-from cephalo.evaluation.metrics import radial_errors_mm, summarize
+from cephalo.metrics import radial_errors_mm, summarize
 from cephalo.preprocessing.normalize import to_model_input
 
 

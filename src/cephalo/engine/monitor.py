@@ -17,12 +17,6 @@ def peak_rss_bytes() -> int | None:
     return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work, so that a wall-clock time covers it (a no-op on a CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def memory_text(device: torch.device) -> str:
     if device.type == "cuda":  # reserved: what the caching allocator holds, what the card must have
         return (f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB peak "

@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from cephalo.codec import HeatmapCodec
+from cephalo.device import resolve_device
 from cephalo.engine.augment import AugmentConfig
 from cephalo.engine.compile import compile_model
 from cephalo.engine.config import TrainConfig
@@ -57,15 +58,6 @@ class Training:
     compile_seconds: float | None = None  # wall time of the first update, compilation included (--use_compile)
     compile_images: int = 0  # images of that update: left out of the first epoch's images/s until reported
     val_micro_batch: int = 0  # images per validation forward after an out-of-memory error; 0: the whole batch
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available in this PyTorch build or machine; use --device cpu")
-    return device
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from cephalo.datasets.record import LandmarkRecord
-from cephalo.evaluation.metrics import SDR_THRESHOLDS_MM, landmark_report, radial_errors_mm
 from cephalo.evaluation.predictions import match_predictions
+from cephalo.metrics import SDR_THRESHOLDS_MM, landmark_report, radial_errors_mm
 
 
 class EvaluationError(ValueError):

@@ -24,8 +24,8 @@ import numpy as np
 from cephalo.atomic import write_text
 from cephalo.datasets.record import LandmarkRecord
 from cephalo.evaluation.evaluate import Evaluation
-from cephalo.evaluation.metrics import report_rows, sdr_labels
 from cephalo.evaluation.report_html import render_html
+from cephalo.metrics import report_rows, sdr_labels
 from cephalo.visualize.gallery import (
     GALLERY_FILE,
     GALLERY_MAX_SIDE,

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from cephalo.evaluation.metrics import report_rows, sdr_labels
+from cephalo.metrics import report_rows, sdr_labels
 from cephalo.visualize import overlay
 
 _CSS = """

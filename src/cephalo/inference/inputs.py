@@ -14,21 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from cephalo.cli.common import DEFAULT_EVAL_SPLIT
 from cephalo.datasets.csv_dataset import CsvLayoutError
 from cephalo.datasets.issues import DataIssue
 from cephalo.datasets.sources import (
+    DEFAULT_EVAL_SPLIT,
     SPLITS,
     DatasetSpec,
     collect_records,
     csv_file,
     detect_format,
 )
-from cephalo.preprocessing.image_io import IMAGE_EXTENSIONS
-
-# The split predicted when a dataset is given without --split: the one `cephalo evaluate` scores by default (the
-# held-out test split; every row of a CSV), so that evaluate needs no --split either.
-DEFAULT_SPLIT = DEFAULT_EVAL_SPLIT
+from cephalo.image_io import IMAGE_EXTENSIONS
 
 
 @dataclass
@@ -61,7 +57,7 @@ def _folder_images(folder: Path, raw: str, recursive: bool, exclude: Path | None
 
 def dataset_images(path: str, fmt: str, split: str | None) -> tuple[list[InputImage], list[DataIssue]]:
     """The images of one dataset split, with their ground truth and spacing; bad items come back as issues."""
-    split = split or DEFAULT_SPLIT[fmt]
+    split = split or DEFAULT_EVAL_SPLIT[fmt]
     if split not in SPLITS[fmt]:
         raise ValueError(f"--split {split}: the {fmt} dataset {path} has splits {', '.join(SPLITS[fmt])}")
     records, issues = collect_records(DatasetSpec(path=path, format=fmt), split)
@@ -132,7 +128,7 @@ def resolve_inputs(inputs: list[str], dataset_format: str | None = None, split: 
             notes.append(f"{raw}: its CSV is not a dataset ({e}); read as a folder of {len(found)} image(s)")
             items += found
             continue
-        notes.append(f"{raw}: {fmt} dataset, split {split or DEFAULT_SPLIT[fmt]}: {len(found)} image(s) with ground truth")
+        notes.append(f"{raw}: {fmt} dataset, split {split or DEFAULT_EVAL_SPLIT[fmt]}: {len(found)} image(s) with ground truth")
         items += found
         issues += bad
     return _unique(items), issues, notes

@@ -20,6 +20,7 @@ import numpy as np
 from cephalo.atomic import write_text
 from cephalo.datasets.csv_dataset import write_landmarks_csv
 from cephalo.datasets.issues import DataIssue
+from cephalo.image_io import write_image
 from cephalo.inference.inputs import InputImage, aligned_truth
 from cephalo.inference.predict import (
     ImageFailure,
@@ -28,7 +29,6 @@ from cephalo.inference.predict import (
     iter_predictions,
 )
 from cephalo.inference.predictor import Predictor
-from cephalo.preprocessing.image_io import write_image
 
 CSV_NAME = "predictions.csv"
 

@@ -19,8 +19,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from cephalo.image_io import ImageReadError, read_grey
 from cephalo.inference.predictor import Predictor
-from cephalo.preprocessing.image_io import ImageReadError, read_grey
 from cephalo.preprocessing.letterbox import Letterbox
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from cephalo.codec import HeatmapCodec
+from cephalo.device import resolve_device
 from cephalo.engine.checkpoint import load_checkpoint
 from cephalo.engine.precision import resolve_precision
-from cephalo.engine.setup import resolve_device
 from cephalo.models import create_model
 from cephalo.preprocessing.letterbox import Letterbox, to_original
 from cephalo.preprocessing.normalize import to_model_input

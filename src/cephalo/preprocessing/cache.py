@@ -22,7 +22,7 @@ from cephalo.atomic import atomic_open, write_text
 from cephalo.datasets.checks import outside_image_problem
 from cephalo.datasets.issues import DataIssue
 from cephalo.datasets.record import LandmarkRecord
-from cephalo.preprocessing.image_io import ImageReadError, decode_grey, read_bytes
+from cephalo.image_io import ImageReadError, decode_grey, read_bytes
 from cephalo.preprocessing.letterbox import Letterbox
 
 CACHE_VERSION = 1  # bump when the stored pixels would change (interpolation, grey conversion, ...)

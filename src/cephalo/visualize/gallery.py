@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from cephalo.preprocessing.image_io import ImageReadError, read_grey, write_image
+from cephalo.image_io import ImageReadError, read_grey, write_image
 from cephalo.visualize.overlay import draw_landmarks
 
 if TYPE_CHECKING:  # write_gallery only reads their attributes; no import of the evaluation package at run time

@@ -1,0 +1,34 @@
+"""The device a command runs on, and the few device facts every layer needs: picking it from ``--device``,
+waiting for its queued work, and turning autocast off where maths must stay float32."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when there is one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``; a clear error for CUDA on a
+    machine or PyTorch build without it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available in this PyTorch build or machine; use --device cpu")
+    return device
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a wall-clock time covers it (a no-op on a CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast off on ``device``, so that coordinate and target maths stays float32 inside a mixed-precision step
+    (conv2d and matmul would otherwise run in fp16/bf16)."""
+    try:
+        return torch.autocast(device_type=device.type, enabled=False)
+    except (RuntimeError, ValueError):  # a device type autocast does not know: nothing to turn off
+        return contextlib.nullcontext()
