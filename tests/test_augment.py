@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 
 import pytest
 import torch
@@ -284,18 +283,3 @@ def test_bad_shapes_raise():
     with pytest.raises(ValueError, match="x must be"):
         augment(torch.zeros(2, 8, 8), torch.zeros(2, 4, 2), FULL)
 
-
-def test_speed_batch_8_at_512_print_only():
-    x = normalised(torch.rand(8, 1, 512, 512))
-    lm = torch.rand(8, 19, 2) * 511
-    for name in ("light", "full"):
-        cfg = AugmentConfig.for_level(name)
-        g = gen(18)
-        augment(x, lm, cfg, g)  # warm-up
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            augment(x, lm, cfg, g)
-            times.append(time.perf_counter() - start)
-        print(f"\naugment {name}: 8 x 1 x 512 x 512 on CPU ({torch.get_num_threads()} threads): "
-              f"{min(times) * 1e3:.1f} ms per batch (best of 3)")

@@ -89,7 +89,7 @@ class HeatmapCodec:
         self.blur_kernel = blur_kernel if blur_kernel > 1 else 0
         r = self.blur_kernel // 2
         taps = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float64) / sigma) ** 2)
-        self._blur_taps = (taps / taps.sum()).float()  # (blur_kernel,), sums to 1 so blurred values stay in range
+        self._blur_taps = {torch.device("cpu"): (taps / taps.sum()).float()}  # (blur_kernel,), sums to 1
 
     @property
     def heatmap_size(self) -> tuple[int, int]:
@@ -165,6 +165,12 @@ class HeatmapCodec:
                 uv = uv + self._dark_offset(flat, ix, iy)
             return self.to_input_coords(uv).reshape(*lead, 2), confidence.reshape(lead)
 
+    def _taps_on(self, device: torch.device) -> Tensor:
+        """The blur taps on ``device``, copied there once: a copy per decode would be a host sync per batch."""
+        if device not in self._blur_taps:
+            self._blur_taps[device] = self._blur_taps[torch.device("cpu")].to(device)
+        return self._blur_taps[device]
+
     def _dark_offset(self, flat: Tensor, ix: Tensor, iy: Tensor) -> Tensor:
         """DARK offset ``(N, 2)`` from the argmax ``(ix, iy)``: Newton step ``-H^-1 g`` on the blurred log-map."""
         h, w = self.heatmap_size
@@ -182,7 +188,7 @@ class HeatmapCodec:
         patch = patch.view(-1, 1, 2 * r + 3, 2 * r + 3)
         values = patch[:, :, r : r + 3, r : r + 3]  # (N, 1, 3, 3) raw stencil
         if r:  # depthwise separable Gaussian blur (DARK's modulation), 'valid' -> (N, 1, 3, 3)
-            taps = self._blur_taps.to(flat.device)
+            taps = self._taps_on(flat.device)
             blurred = F.conv2d(F.conv2d(patch, taps.view(1, 1, 1, -1)), taps.view(1, 1, -1, 1))
             # Where the blur would read padding, keep the raw map: padding is not the Gaussian's tail (replicate or
             # zero padding biased the peak by up to 1.5 px), and the raw log-map of a clean Gaussian is exact.

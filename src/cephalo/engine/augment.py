@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,6 @@ AUGMENTATION_LEVELS = ("none", "light", "full")
 
 BLACK = -GREY_MEAN / GREY_STD  # normalised value of a black pixel (uint8 0): the fill outside the warped image
 _BLUR_RADIUS = 2  # 5-tap kernel: enough for sigma <= 1 px (the taps at +-2 sigma carry the rest)
-_N_RANDOM = 11  # uniforms drawn per sample, always all of them, so a seed gives the same draw for any config
 
 
 def _range(name: str, value, low_bound: float = -math.inf) -> tuple[float, float]:
@@ -147,13 +147,13 @@ def affine_theta(angle: Tensor, scale: Tensor, shift: Tensor, size: tuple[int, i
     Returns:
         ``theta`` maps output to input in ``align_corners=False`` normalised coordinates ``pn = D^-1 (p - c)``,
         ``D = diag(W / 2, H / 2)``: ``theta = [D^-1 M^-1 D | -D^-1 M^-1 shift]`` with ``M = s R``.
+    The sizes enter as Python numbers, never as tensors made on the host (a blocking copy on a GPU).
     """
     h, w = size
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale  # M^-1 = R(-angle) / s
-    m_inv = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], -2)  # (B, 2, 2)
-    d = torch.tensor([w / 2.0, h / 2.0], dtype=angle.dtype, device=angle.device)
-    a = m_inv * d[None, None, :] / d[None, :, None]  # D^-1 M^-1 D
-    t = -(m_inv @ shift.unsqueeze(-1)).squeeze(-1) / d  # -D^-1 M^-1 shift
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale  # M^-1 = R(-angle) / s = [[cos, sin], [-sin, cos]]
+    dx, dy = shift.unbind(-1)
+    a = torch.stack([torch.stack([cos, sin * (h / w)], -1), torch.stack([-sin * (w / h), cos], -1)], -2)
+    t = torch.stack([-(cos * dx + sin * dy) / (w / 2.0), -(cos * dy - sin * dx) / (h / 2.0)], -1)
     return torch.cat([a, t.unsqueeze(-1)], dim=-1)
 
 
@@ -166,17 +166,16 @@ def warp_points(points: Tensor, theta: Tensor, size: tuple[int, int]) -> Tensor:
     """
     h, w = size
     dtype = torch.float64 if points.dtype == torch.float64 else torch.float32
-    p = points.to(dtype)
-    theta = theta.to(device=p.device, dtype=dtype)
-    half = torch.tensor([w / 2.0, h / 2.0], dtype=dtype, device=p.device)
-    centre = half - 0.5  # ((W - 1) / 2, (H - 1) / 2): pixel coordinates of normalised 0
-    a, t = theta[:, :, :2], theta[:, :, 2]
-    (a00, a01), (a10, a11) = a[:, 0].unbind(-1), a[:, 1].unbind(-1)
+    theta = theta.to(device=points.device, dtype=dtype)
+    x, y = points.to(dtype).unbind(-1)  # (B, K) each
+    # normalised coordinates: pn = (p - ((size - 1) / 2)) / (size / 2), minus the translation
+    xn = (x - (w - 1) / 2.0) / (w / 2.0) - theta[:, 0, 2, None]
+    yn = (y - (h - 1) / 2.0) / (h / 2.0) - theta[:, 1, 2, None]
+    a00, a01, a10, a11 = (theta[:, i, j, None] for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
     det = a00 * a11 - a01 * a10
-    a_inv = torch.stack([torch.stack([a11, -a01], -1), torch.stack([-a10, a00], -1)], -2) / det[:, None, None]
-    pn = (p - centre) / half - t[:, None, :]
-    out = torch.einsum("bij,bkj->bki", a_inv, pn) * half + centre
-    return out.to(points.dtype)
+    x_out = (a11 * xn - a01 * yn) / det * (w / 2.0) + (w - 1) / 2.0
+    y_out = (a00 * yn - a10 * xn) / det * (h / 2.0) + (h - 1) / 2.0
+    return torch.stack([x_out, y_out], -1).to(points.dtype)
 
 
 def warp_images(x: Tensor, theta: Tensor, fill: float = BLACK) -> Tensor:
@@ -209,6 +208,28 @@ def _log_uniform(u: Tensor, lo: float, hi: float) -> Tensor:
     return torch.exp(_uniform(u, math.log(lo), math.log(hi)))
 
 
+class Draws(NamedTuple):
+    """The uniforms ``U(0, 1)`` of one batch, each ``(B,)``: one per random choice and sample. All of them are drawn
+    for every level, in this order, so a seed gives the same geometry whatever the intensity settings."""
+
+    angle: Tensor
+    scale: Tensor
+    shift_x: Tensor
+    shift_y: Tensor
+    warp: Tensor  # < p_affine: this sample is warped
+    contrast: Tensor
+    brightness: Tensor
+    gamma: Tensor
+    noise_std: Tensor
+    blur: Tensor  # < blur_prob: this sample is blurred
+    blur_sigma: Tensor
+
+    @classmethod
+    def sample(cls, batch: int, device: torch.device, generator: torch.Generator | None) -> "Draws":
+        u = torch.rand(batch, len(cls._fields), generator=generator, device=device, dtype=torch.float32)
+        return cls(*u.unbind(-1))
+
+
 # -------------------------------------------------------------------------------------------------- entry
 
 
@@ -234,41 +255,52 @@ def augment(x: Tensor, landmarks: Tensor, cfg: AugmentConfig,
         raise ValueError(f"landmarks must be (B, K, 2) with B = {x.shape[0]}, got {tuple(landmarks.shape)}")
     b, _, h, w = x.shape
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    dev = x.device
-    u = torch.rand(b, _N_RANDOM, generator=generator, device=dev, dtype=torch.float32).unbind(-1)
-
-    with no_autocast(dev):
+    u = Draws.sample(b, x.device, generator)
+    with no_autocast(x.device):
         out = x
         if cfg.has_affine:
-            angle = _uniform(u[0], -math.radians(cfg.rotation_deg), math.radians(cfg.rotation_deg))
-            scale = _log_uniform(u[1], *cfg.scale)
-            size = torch.tensor([w, h], dtype=torch.float32, device=dev)
-            shift = _uniform(torch.stack([u[2], u[3]], -1), -cfg.translate, cfg.translate) * size
-            theta = affine_theta(angle, scale, shift, (h, w))
-            warp = u[4] < cfg.p_affine  # (B,) the others keep their exact pixels and landmarks
-            out = torch.where(warp[:, None, None, None], warp_images(x, theta), x)
-            moved = warp_points(landmarks, theta, (h, w))
-            landmarks = torch.where(warp.to(landmarks.device)[:, None, None], moved, landmarks)
-
+            out, landmarks = _random_affine(x, landmarks, cfg, u)
         if cfg.has_intensity:
-            v = (out * GREY_STD + GREY_MEAN).clamp(0.0, 1.0)  # [0, 1] grey
-            per_image = (b, 1, 1, 1)
-            if cfg.gamma != (1.0, 1.0):
-                v = v.pow(_log_uniform(u[7], *cfg.gamma).to(v.dtype).view(per_image))
-            if cfg.contrast != (1.0, 1.0):
-                mean = v.mean(dim=(1, 2, 3), keepdim=True)
-                v = (v - mean) * _uniform(u[5], *cfg.contrast).to(v.dtype).view(per_image) + mean
-            if cfg.brightness > 0:
-                v = v + _uniform(u[6], -cfg.brightness, cfg.brightness).to(v.dtype).view(per_image)
-            v = v.clamp(0.0, 1.0)
-            if cfg.blur_prob > 0:
-                blurred = _blur(v, _uniform(u[10], *cfg.blur_sigma).to(v.dtype))
-                v = torch.where((u[9] < cfg.blur_prob).view(per_image), blurred, v)
-            if cfg.noise_std > 0:
-                std = _uniform(u[8], 0.0, cfg.noise_std).to(v.dtype).view(per_image)
-                noise = torch.randn(v.shape, generator=generator, device=dev, dtype=v.dtype)
-                v = (v + noise * std).clamp(0.0, 1.0)
-            out = (v - GREY_MEAN) / GREY_STD
-
+            out = _random_intensity(out, cfg, u, generator)
     out = out.to(x.dtype)
     return out.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format), landmarks
+
+
+def _random_affine(x: Tensor, landmarks: Tensor, cfg: AugmentConfig, u: Draws) -> tuple[Tensor, Tensor]:
+    """Rotation, scale and shift of the samples drawn for warping; the others keep their exact pixels."""
+    _, _, h, w = x.shape
+    rotation = math.radians(cfg.rotation_deg)
+    angle = _uniform(u.angle, -rotation, rotation)
+    scale = _log_uniform(u.scale, *cfg.scale)
+    shift = torch.stack([_uniform(u.shift_x, -cfg.translate, cfg.translate) * w,
+                         _uniform(u.shift_y, -cfg.translate, cfg.translate) * h], -1)
+    theta = affine_theta(angle, scale, shift, (h, w))
+    warp = u.warp < cfg.p_affine  # (B,)
+    out = torch.where(warp[:, None, None, None], warp_images(x, theta), x)
+    moved = warp_points(landmarks, theta, (h, w))
+    return out, torch.where(warp.to(landmarks.device)[:, None, None], moved, landmarks)
+
+
+def _random_intensity(x: Tensor, cfg: AugmentConfig, u: Draws, generator: torch.Generator | None) -> Tensor:
+    """Gamma, contrast, brightness, blur and noise in ``[0, 1]`` grey space, per sample."""
+    v = (x * GREY_STD + GREY_MEAN).clamp(0.0, 1.0)
+    per_image = (x.shape[0], 1, 1, 1)
+
+    def each(values: Tensor) -> Tensor:  # (B,) -> broadcastable over an image
+        return values.to(v.dtype).view(per_image)
+
+    if cfg.gamma != (1.0, 1.0):
+        v = v.pow(each(_log_uniform(u.gamma, *cfg.gamma)))
+    if cfg.contrast != (1.0, 1.0):
+        mean = v.mean(dim=(1, 2, 3), keepdim=True)
+        v = (v - mean) * each(_uniform(u.contrast, *cfg.contrast)) + mean
+    if cfg.brightness > 0:
+        v = v + each(_uniform(u.brightness, -cfg.brightness, cfg.brightness))
+    v = v.clamp(0.0, 1.0)
+    if cfg.blur_prob > 0:
+        blurred = _blur(v, _uniform(u.blur_sigma, *cfg.blur_sigma).to(v.dtype))
+        v = torch.where((u.blur < cfg.blur_prob).view(per_image), blurred, v)
+    if cfg.noise_std > 0:
+        noise = torch.randn(v.shape, generator=generator, device=v.device, dtype=v.dtype)
+        v = (v + noise * each(_uniform(u.noise_std, 0.0, cfg.noise_std))).clamp(0.0, 1.0)
+    return (v - GREY_MEAN) / GREY_STD

@@ -13,7 +13,8 @@ class ModelEma:
 
     ``decay_t = min(decay, (1 + t) / (10 + t))`` at update ``t``: early updates move the average fast, so the EMA
     is useful from the first epochs instead of being stuck near the random init. Buffers (BatchNorm statistics)
-    are copied, not averaged. Lives on the model's device; one fused ``_foreach_lerp_`` per update.
+    are copied, not averaged. Lives on the model's device; one fused ``_foreach_lerp_`` and one ``_foreach_copy_``
+    per update, no Python loop over tensors.
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.999):
@@ -32,8 +33,9 @@ class ModelEma:
         ema_params = [p for p in self.module.parameters() if p.dtype.is_floating_point]
         params = [p.detach() for p in model.parameters() if p.dtype.is_floating_point]
         torch._foreach_lerp_(ema_params, params, 1.0 - decay)
-        for ema_buffer, buffer in zip(self.module.buffers(), model.buffers()):
-            ema_buffer.copy_(buffer)
+        ema_buffers = list(self.module.buffers())
+        if ema_buffers:  # BatchNorm statistics and counters; a model without BatchNorm has none
+            torch._foreach_copy_(ema_buffers, [b.detach() for b in model.buffers()])
         self.updates += 1
 
     def state_dict(self) -> dict:
