@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
 
 from cephalo.image_io import write_image
 
@@ -28,3 +30,40 @@ def write_csv_dataset(root: Path, n: int = 6, size=(80, 60), names=("S", "N", "M
     csv_path = root / "landmarks.csv"
     csv_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return csv_path, all_points
+
+
+class TinyBackbone(nn.Module):
+    """Two strided convs: ``(B, 1, H, W) -> [(B, 8, H / 4, W / 4)]``, the feature list a heatmap head reads."""
+
+    def __init__(self, in_chans: int = 1):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(in_chans, 8, 3, stride=2, padding=1), nn.ReLU(),
+                                 nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU())
+        self.out_channels = (8,)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [self.net(x)]
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        pass
+
+
+class TinyHead(nn.Module):
+    """A 1x1 conv from the last feature map to the heatmaps at stride 4."""
+
+    def __init__(self, num_landmarks: int):
+        super().__init__()
+        self.final = nn.Conv2d(8, num_landmarks, 1)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.final(features[-1])
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        pass
+
+
+def tiny_heatmap_model(num_landmarks: int = 3):
+    """A :class:`~cephalo.models.HeatmapModel` of a few hundred parameters (stride 4), for checkpoint fixtures."""
+    from cephalo.models import HeatmapModel
+
+    return HeatmapModel(TinyBackbone(), TinyHead(num_landmarks), num_landmarks, stride=4)
