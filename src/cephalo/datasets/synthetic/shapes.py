@@ -1,5 +1,5 @@
 """Geometry helpers of the synthetic cephalograms: smooth curves, ellipses, rotations, points along a polyline
-and tooth outlines, all in plain (reference-pixel) coordinates."""
+and tooth outlines, all in plain (reference-pixel) coordinates. Points are ``(n, 2)`` arrays of ``(x, y)``."""
 
 from __future__ import annotations
 
@@ -11,11 +11,16 @@ import numpy as np
 # Geometry helpers
 
 
-def _catmull_rom(points: np.ndarray, n: int = 8, closed: bool = False) -> np.ndarray:
-    """A smooth curve through every point (uniform Catmull-Rom), ``n`` samples per segment."""
+def catmull_rom(points: np.ndarray, n: int = 8, closed: bool = False) -> np.ndarray:
+    """A smooth curve through every point (uniform Catmull-Rom), ``n`` samples per segment.
+
+    ``points`` ``(m, 2)`` -> ``(m * n, 2)`` when ``closed`` (the last segment returns to the first point), else
+    ``((m - 1) * n + 1, 2)``; control point ``i`` is sample ``i * n``.
+    """
     p = np.asarray(points, dtype=np.float64)
     if len(p) < 2:
         return p.copy()
+    # the segment from p1 to p2 needs a neighbour each side: wrap around, or mirror the end points
     if closed:
         ext = np.vstack([p[-1:], p, p[:2]])
     else:
@@ -33,22 +38,26 @@ def _catmull_rom(points: np.ndarray, n: int = 8, closed: bool = False) -> np.nda
     return out if closed else np.vstack([out, p[-1:]])
 
 
-def _ellipse(centre, ax: float, ay: float, t0: float = 0.0, t1: float = 360.0, n: int = 48) -> np.ndarray:
+def ellipse(centre, ax: float, ay: float, t0: float = 0.0, t1: float = 360.0, n: int = 48) -> np.ndarray:
+    """``(n, 2)`` points of an axis-aligned ellipse (half-axes ``ax``, ``ay``) from angle ``t0`` to ``t1`` degrees,
+    both included; the image y axis points down, so growing angles run clockwise on screen."""
     t = np.radians(np.linspace(t0, t1, n))
     return np.stack([centre[0] + ax * np.cos(t), centre[1] + ay * np.sin(t)], axis=1)
 
 
-def _rotation(deg: float) -> np.ndarray:
+def rotation(deg: float) -> np.ndarray:
+    """The ``(2, 2)`` rotation matrix by ``deg`` degrees."""
     c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
     return np.array([[c, -s], [s, c]])
 
 
-def _rotate_about(points: np.ndarray, centre: np.ndarray, deg: float, scale: float = 1.0) -> np.ndarray:
-    return (points - centre) @ (scale * _rotation(deg)).T + centre
+def rotate_about(points: np.ndarray, centre: np.ndarray, deg: float, scale: float = 1.0) -> np.ndarray:
+    """``points`` ``(n, 2)`` rotated by ``deg`` degrees and scaled by ``scale`` about ``centre`` ``(2,)``."""
+    return (points - centre) @ (scale * rotation(deg)).T + centre
 
 
-def _point_at(polyline: np.ndarray, fraction: float) -> np.ndarray:
-    """The point at ``fraction`` (0..1) of the arc length of a polyline."""
+def point_at(polyline: np.ndarray, fraction: float) -> np.ndarray:
+    """The point ``(2,)`` at ``fraction`` (0..1) of the arc length of a polyline ``(n, 2)``."""
     seg = np.linalg.norm(np.diff(polyline, axis=0), axis=1)
     cum = np.concatenate([[0.0], np.cumsum(seg)])
     target = fraction * cum[-1]
@@ -57,8 +66,9 @@ def _point_at(polyline: np.ndarray, fraction: float) -> np.ndarray:
     return polyline[i] + r * (polyline[i + 1] - polyline[i])
 
 
-def _tooth(apex: np.ndarray, tip: np.ndarray, width: float, n: int = 14) -> tuple[np.ndarray, ...]:
-    """Outline of an incisor from its root apex to its tip (both exactly on the outline), its crown, its pulp."""
+def tooth(apex: np.ndarray, tip: np.ndarray, width: float, n: int = 14) -> tuple[np.ndarray, ...]:
+    """An incisor from its root apex ``(2,)`` to its tip ``(2,)``: its outline ``(2 n, 2)`` (apex and tip exactly
+    on it), its crown outline and its pulp line."""
     axis = tip - apex
     d = axis / max(float(np.linalg.norm(axis)), 1e-9)
     normal = np.array([-d[1], d[0]])
@@ -78,9 +88,9 @@ def _tooth(apex: np.ndarray, tip: np.ndarray, width: float, n: int = 14) -> tupl
     return outline, crown_outline, pulp
 
 
-def _posterior_tooth(x: float, y: float, width: float, crown_h: float, root_h: float, up: float):
-    """A premolar / molar in the reference frame: its outline and its crown, the crown on the occlusal line at ``y``
-    and the roots away from it (``up`` = 1 for upper teeth, -1 for lower teeth)."""
+def posterior_tooth(x: float, y: float, width: float, crown_h: float, root_h: float, up: float):
+    """A premolar / molar in the reference frame: its outline ``(15, 2)`` and its crown ``(10, 2)``, the crown on the
+    occlusal line at ``y`` and the roots away from it (``up`` = 1 for upper teeth, -1 for lower teeth)."""
     w = width / 2
     c = crown_h * up
     r = root_h * up

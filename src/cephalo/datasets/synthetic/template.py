@@ -145,31 +145,34 @@ def _build_template() -> tuple[np.ndarray, dict[str, slice], dict[str, np.ndarra
     return np.concatenate(chunks), index, {g: np.asarray(ix) for g, ix in groups.items()}
 
 
-_BASE, _IX, _GROUPS = _build_template()
+BASE, IX, GROUPS = _build_template()
+"""``BASE`` ``(P, 2)``: every template point at rest, in reference pixels; ``IX`` maps a template name to its rows
+of ``BASE`` (a slice); ``GROUPS`` maps a group name to the row indices of its points."""
 
-# Vertebrae, in reference pixels relative to the spine anchor at (0, 0): outline polygons of C2..C5 bodies (C2 with
-# the dens), their posterior arches, and the anterior / posterior arch of the atlas (C1).
-_U, _V = REFERENCE_SIZE[1], REFERENCE_SIZE[0]
+U, V = REFERENCE_SIZE[1], REFERENCE_SIZE[0]
+"""Width and height of the reference canvas (512, 640): the units of the normalised template frame."""
 
 
 def _np(pts):
-    return np.asarray(pts, dtype=np.float64) * (_U, _V)
+    return np.asarray(pts, dtype=np.float64) * (U, V)
 
 
-_VERTEBRA_BODIES = [
+# Vertebrae, in reference pixels relative to the spine anchor at (0, 0): outline polygons of C2..C5 bodies (C2 with
+# the dens), their posterior arches, and the anterior / posterior arch of the atlas (C1).
+VERTEBRA_BODIES = [
     _np([(0.262, 0.578), (0.282, 0.598), (0.288, 0.640), (0.296, 0.700), (0.292, 0.722), (0.250, 0.728),
          (0.214, 0.726), (0.212, 0.690), (0.222, 0.640), (0.244, 0.612), (0.246, 0.590)]),
     _np([(0.290, 0.748), (0.294, 0.812), (0.252, 0.818), (0.214, 0.814), (0.214, 0.752), (0.252, 0.746)]),
     _np([(0.288, 0.838), (0.290, 0.902), (0.250, 0.908), (0.210, 0.904), (0.210, 0.842), (0.250, 0.836)]),
     _np([(0.284, 0.928), (0.286, 0.992), (0.246, 0.998), (0.206, 0.994), (0.206, 0.932), (0.246, 0.926)]),
 ]
-_VERTEBRA_ARCHES = [
+VERTEBRA_ARCHES = [
     _np([(0.212, 0.650), (0.120, 0.655), (0.095, 0.690), (0.130, 0.705), (0.212, 0.705)]),
     _np([(0.214, 0.765), (0.130, 0.770), (0.110, 0.795), (0.135, 0.805), (0.214, 0.800)]),
     _np([(0.210, 0.855), (0.135, 0.860), (0.115, 0.885), (0.140, 0.895), (0.210, 0.890)]),
     _np([(0.206, 0.945), (0.140, 0.950), (0.120, 0.975), (0.145, 0.985), (0.206, 0.980)]),
 ]
-_ATLAS = [_np([(0.300, 0.592)]), _np([(0.140, 0.598)])]  # centres of the anterior and posterior arch
+ATLAS = [_np([(0.300, 0.592)]), _np([(0.140, 0.598)])]  # centres of the anterior and posterior arch
 
 # --------------------------------------------------------------------------------------------------------------
 # Public helpers
@@ -177,23 +180,27 @@ _ATLAS = [_np([(0.300, 0.592)]), _np([(0.140, 0.598)])]  # centres of the anteri
 
 def landmark_names(num_landmarks: int) -> tuple[str, ...]:
     """The names of the first ``num_landmarks`` synthetic landmarks: the 19 ISBI names, then ``P20``, ``P21``, ..."""
-    k = _check_k(num_landmarks)
+    k = check_k(num_landmarks)
     return SYNTHETIC_LANDMARKS[:k] + tuple(f"P{i}" for i in range(20, k + 1))
 
 
-def spacing_for_size(image_size: tuple[int, int] = REFERENCE_SIZE, reference_spacing_mm: float = DEFAULT_SPACING_MM) -> float:
+def spacing_for_size(
+    image_size: tuple[int, int] = REFERENCE_SIZE, reference_spacing_mm: float = DEFAULT_SPACING_MM
+) -> float:
     """mm per pixel of a synthetic image of ``image_size`` (height, width), given the spacing at 640 x 512."""
-    h, w = _check_size(image_size)
+    h, w = check_size(image_size)
     return float(reference_spacing_mm) / min(h / REFERENCE_SIZE[0], w / REFERENCE_SIZE[1])
 
 
-def _check_k(num_landmarks) -> int:
+def check_k(num_landmarks) -> int:
+    """``num_landmarks`` as an int; ``ValueError`` unless it is a positive integer (``True`` is not)."""
     if isinstance(num_landmarks, bool) or int(num_landmarks) != num_landmarks or int(num_landmarks) < 1:
         raise ValueError(f"num_landmarks must be a positive integer, got {num_landmarks!r}")
     return int(num_landmarks)
 
 
-def _check_size(image_size) -> tuple[int, int]:
+def check_size(image_size) -> tuple[int, int]:
+    """``image_size`` as ``(height, width)`` ints; ``ValueError`` unless it is two integers >= 8."""
     try:
         h, w = (int(v) for v in image_size)
     except (TypeError, ValueError):

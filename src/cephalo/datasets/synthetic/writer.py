@@ -4,7 +4,6 @@ the per-image seeds, the parameters that identify a dataset, and the idempotent,
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -16,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from cephalo.datasets.csv_dataset import write_landmarks_csv
+
 from .render import render_cephalogram
 from .template import (
     DEFAULT_SPACING_MM,
@@ -23,8 +24,8 @@ from .template import (
     EXTRA_LANDMARK_DESCRIPTIONS,
     GENERATOR_VERSION,
     REFERENCE_SIZE,
-    _check_k,
-    _check_size,
+    check_k,
+    check_size,
     landmark_names,
     spacing_for_size,
 )
@@ -90,21 +91,47 @@ def write_synthetic_dataset(
     """
     root = Path(root)
     splits = dict(DEFAULT_SPLITS if splits is None else splits)
-    h, w = _check_size(image_size)
-    k = _check_k(num_landmarks)
+    h, w = check_size(image_size)
+    k = check_k(num_landmarks)
+    _check_splits(splits)
+    _check_spacing(spacing_mm)
+    params = _params(splits, (h, w), k, seed, spacing_mm)
+    csv_path = root / "landmarks.csv"
+    if _is_complete(root, params):
+        return csv_path
+    _check_root(root)
+
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _sibling(root, "tmp")
+    try:
+        _write_dataset(tmp, params, seed, progress_label=f"synthetic cephalograms -> {root}" if progress else None)
+        if _is_complete(root, params):  # another process finished first
+            return csv_path
+        _replace_folder(root, tmp)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return csv_path
+
+
+def _check_splits(splits: dict[str, int]) -> None:
+    """``ValueError`` unless every split has a plain name (usable in a file name and a CSV cell) and a count >= 0."""
     for name, count in splits.items():
         if not isinstance(name, str) or not name or any(c in name for c in "/\\,\"'\n") or int(count) < 0:
             raise ValueError(f"bad split {name!r}: {count!r} (expected a plain name and a count >= 0)")
+
+
+def _check_spacing(spacing_mm) -> None:
     try:
         spacing_ok = math.isfinite(float(spacing_mm)) and float(spacing_mm) > 0
     except (TypeError, ValueError):
         spacing_ok = False
     if not spacing_ok:
         raise ValueError(f"spacing_mm must be a positive number, got {spacing_mm!r}")
-    params = _params(splits, (h, w), k, seed, spacing_mm)
-    csv_path = root / "landmarks.csv"
-    if _is_complete(root, params):
-        return csv_path
+
+
+def _check_root(root: Path) -> None:
+    """``FileExistsError`` if ``root`` is a file, or a non-empty folder that holds no synthetic dataset."""
     if root.exists() and not root.is_dir():
         raise FileExistsError(f"{root}: exists and is not a folder")
     if root.is_dir() and any(root.iterdir()) and not (root / "synthetic.json").is_file():
@@ -113,56 +140,70 @@ def write_synthetic_dataset(
             "choose an empty or new folder"
         )
 
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        (tmp / "images").mkdir(parents=True)
-        names = landmark_names(k)
-        pixel_spacing = spacing_for_size((h, w), spacing_mm)
-        jobs = [(split, i) for split, count in splits.items() for i in range(int(count))]
-        bar = None
-        if progress:
-            from tqdm import tqdm
 
-            bar = tqdm(total=len(jobs), desc=f"synthetic cephalograms -> {root}", unit="img", leave=False)
-        rows = []
-        try:
-            for split, i in jobs:
-                image, landmarks = render_cephalogram(image_seed(seed, split, i), (h, w), k)
-                rel = f"images/{split}_{i:04d}.png"
-                ok, data = cv2.imencode(".png", image)
-                if not ok:
-                    raise OSError(f"could not encode {rel}")
-                with open(tmp / rel, "wb") as f:
-                    f.write(data.tobytes())
-                rows.append([rel, f"{pixel_spacing:.6g}", split, *(f"{v:.3f}" for v in landmarks.reshape(-1))])
-                if bar is not None:
-                    bar.update(1)
-        finally:
+def _sibling(root: Path, kind: str) -> Path:
+    """A hidden, unique sibling of ``root`` (``.<name>.<kind>-<pid>-<random>``)."""
+    return root.parent / f".{root.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _write_dataset(folder: Path, params: dict, seed: int, progress_label: str | None) -> None:
+    """Render every image of ``params`` (from :func:`_params`) into ``folder/images`` and write ``landmarks.csv``
+    and ``synthetic.json``; ``seed`` is the dataset seed as the caller gave it (``params`` holds it as an int)."""
+    (folder / "images").mkdir(parents=True)
+    size, k = tuple(params["image_size"]), params["num_landmarks"]
+    names = landmark_names(k)
+    pixel_spacing = spacing_for_size(size, params["spacing_mm"])
+    jobs = [(split, i) for split, count in params["splits"].items() for i in range(count)]
+    images, landmarks = _render_images(folder, jobs, size, k, seed, progress_label)
+    write_landmarks_csv(folder / "landmarks.csv", images, landmarks, [pixel_spacing] * len(images), names,
+                        extra_columns={"split": [split for split, _ in jobs]})
+    info = {
+        "parameters": params,
+        "landmark_names": list(names),
+        "pixel_spacing_mm": pixel_spacing,
+        "extra_landmarks": {n: EXTRA_LANDMARK_DESCRIPTIONS.get(n, "a point on a drawn contour") for n in names[19:]},
+    }
+    with open(folder / "synthetic.json", "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=2)
+
+
+def _render_images(
+    folder: Path, jobs: list[tuple[str, int]], size: tuple[int, int], k: int, seed: int, progress_label: str | None
+) -> tuple[list[str], list[np.ndarray]]:
+    """Render image ``i`` of ``split`` for every ``(split, i)`` of ``jobs`` and save it as
+    ``folder/images/<split>_<i:04d>.png``; returns the image paths relative to ``folder`` and the ``(k, 2)``
+    landmarks of each. ``progress_label``: the label of a progress bar, ``None`` for none."""
+    bar = None
+    if progress_label is not None:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), desc=progress_label, unit="img", leave=False)
+    images, landmarks = [], []
+    try:
+        for split, i in jobs:
+            image, points = render_cephalogram(image_seed(seed, split, i), size, k)
+            rel = f"images/{split}_{i:04d}.png"
+            ok, data = cv2.imencode(".png", image)
+            if not ok:
+                raise OSError(f"could not encode {rel}")
+            with open(folder / rel, "wb") as f:
+                f.write(data.tobytes())
+            images.append(rel)
+            landmarks.append(points)
             if bar is not None:
-                bar.close()
-        with open(tmp / "landmarks.csv", "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["image", "spacing_mm", "split", *(f"{n}_{a}" for n in names for a in ("x", "y"))])
-            writer.writerows(rows)
-        info = {
-            "parameters": params,
-            "landmark_names": list(names),
-            "pixel_spacing_mm": pixel_spacing,
-            "extra_landmarks": {n: EXTRA_LANDMARK_DESCRIPTIONS.get(n, "a point on a drawn contour") for n in names[19:]},
-        }
-        with open(tmp / "synthetic.json", "w", encoding="utf-8") as f:
-            json.dump(info, f, indent=2)
-        if _is_complete(root, params):  # another process finished first
-            return csv_path
-        old = None
-        if root.exists():
-            old = root.parent / f".{root.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            os.replace(root, old)
-        os.replace(tmp, root)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+                bar.update(1)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return csv_path
+        if bar is not None:
+            bar.close()
+    return images, landmarks
+
+
+def _replace_folder(root: Path, new: Path) -> None:
+    """Move the folder ``new`` to ``root``, replacing what is there (moved aside first, then deleted)."""
+    old = None
+    if root.exists():
+        old = _sibling(root, "old")
+        os.replace(root, old)
+    os.replace(new, root)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
