@@ -9,7 +9,8 @@ import pytest
 
 from cephalo.cli.main import main
 from cephalo.datasets.csv_dataset import write_landmarks_csv
-from cephalo.evaluation.report import OUTSIDE_GREY, gallery_image, worst_images
+from cephalo.evaluation.report import worst_images
+from cephalo.visualize.gallery import OUTSIDE_GREY, gallery_image
 from cephalo.visualize.overlay import PREDICTED
 from tests.helpers import write_csv_dataset
 

@@ -7,8 +7,8 @@ with the highest MRE, predictions against ground truth, OpenCV only) and ``repor
 scripts or external resources that shows all of it (images by relative path, so keep the folder together).
 Every file is written to a temporary name and renamed.
 
-Here: the tables and the assembly; the gallery pictures are :mod:`cephalo.visualize.gallery`, the page
-:mod:`cephalo.evaluation.report_html`.
+Here: the tables and the assembly; the gallery is :mod:`cephalo.evaluation.gallery` (its pictures
+:mod:`cephalo.visualize.gallery`), the page :mod:`cephalo.evaluation.report_html`.
 """
 
 from __future__ import annotations
@@ -24,22 +24,9 @@ import numpy as np
 from cephalo.atomic import write_text
 from cephalo.datasets.record import LandmarkRecord
 from cephalo.evaluation.evaluate import Evaluation
+from cephalo.evaluation.gallery import GALLERY_FILE, write_gallery
 from cephalo.evaluation.report_html import render_html
 from cephalo.metrics import report_rows, sdr_labels
-from cephalo.visualize.gallery import (
-    GALLERY_FILE,
-    GALLERY_MAX_SIDE,
-    GALLERY_MIN_SIDE,
-    OUTSIDE_GREY,
-    gallery_image,
-    write_gallery,
-)
-
-__all__ = [  # with the gallery and page names that moved out, so that they still import from here
-    "DISTRIBUTION_PLOT", "GALLERY_MAX_SIDE", "GALLERY_MIN_SIDE", "LANDMARK_PLOT", "OUTSIDE_GREY", "ReportFiles",
-    "gallery_image", "per_image_csv", "per_landmark_csv", "per_landmark_markdown", "render_html",
-    "worst_images", "write_gallery", "write_plots", "write_report",
-]
 
 LANDMARK_PLOT = "landmark_errors.png"
 DISTRIBUTION_PLOT = "error_distribution.png"
@@ -156,12 +143,19 @@ def write_report(out_dir: Path | str, evaluation: Evaluation, records: list[Land
         write_text(out_dir / "per_image.csv", per_image_csv(case_ids, evaluation.errors_mm, names)),
         write_text(out_dir / "report.json", json.dumps(report, indent=2)),
     ]
-    for stale in out_dir.iterdir():  # an earlier run's gallery or plots would be mistaken for this one's
-        if GALLERY_FILE.match(stale.name) or stale.name in (LANDMARK_PLOT, DISTRIBUTION_PLOT):
-            stale.unlink()
+    _remove_earlier_pictures(out_dir)
     gallery = write_gallery(out_dir, worst_images(report["per_image_mre_mm"], worst), evaluation, records, note)
     plots = write_plots(out_dir, evaluation, note)
     page = render_html(report, list(zip(case_ids, evaluation.errors_mm)), names, plots, gallery, warnings)
     html_path = write_text(out_dir / "report.html", page)
-    files += [g[0] for g in gallery] + plots + [html_path]
-    return ReportFiles(html=html_path, files=files, gallery=[g[0] for g in gallery], plots=plots, warnings=warnings)
+    pictures = [g.path for g in gallery]
+    files += pictures + plots + [html_path]
+    return ReportFiles(html=html_path, files=files, gallery=pictures, plots=plots, warnings=warnings)
+
+
+def _remove_earlier_pictures(out_dir: Path) -> None:
+    """Delete gallery pictures and plots left in ``out_dir`` by an earlier run: they would pass for this one's (a
+    run may write fewer, or none without matplotlib)."""
+    for stale in out_dir.iterdir():
+        if GALLERY_FILE.match(stale.name) or stale.name in (LANDMARK_PLOT, DISTRIBUTION_PLOT):
+            stale.unlink()

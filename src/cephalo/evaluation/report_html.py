@@ -4,12 +4,13 @@ that shows the tables, plots and gallery (images by relative path, so keep the f
 from __future__ import annotations
 
 import datetime
-import html
+from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
 
+from cephalo.evaluation.gallery import GalleryImage
 from cephalo.metrics import report_rows, sdr_labels
 from cephalo.visualize import overlay
 
@@ -40,6 +41,172 @@ details summary{cursor:pointer;color:#1f4e79;margin:6px 0}
 """
 
 
+def render_html(report: dict, case_errors: list[tuple[str, np.ndarray]], names: tuple[str, ...],
+                plots: list[Path], gallery: list[GalleryImage], notes: list[str]) -> str:
+    """The report page; images are referenced by file name, relative to the page.
+
+    Args:
+        report: the evaluation report (``score_predictions(...).report``), with ``dataset``, ``split`` and
+            ``predictions`` where known.
+        case_errors: ``(case_id, (K,) errors in mm)`` for every scored image.
+        names: the ``K`` landmark names.
+        plots, gallery: the pictures written next to the page.
+        notes: warnings shown under the overall numbers (parts of the report left out).
+    """
+    when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    thresholds = sdr_labels(report)
+    parts = [
+        *_page_head(report),
+        *_intro(report, when, len(case_errors), names),
+        *_overall(report, thresholds),
+        *(f'<p class="note">{escape(n)}</p>' for n in notes),
+        *_per_landmark(report, thresholds),
+        *_plots(plots),
+        *_gallery(gallery),
+        *_per_image(case_errors, names),
+        "</main></body></html>",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------- sections, each a list of lines of the page
+
+
+def _page_head(report: dict) -> list[str]:
+    """From the doctype to the opening ``<main>``: the title names the predictions file."""
+    title = Path(str(report.get("predictions", "predictions"))).name
+    return [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>cephalo evaluation: {escape(title)}</title>",
+        f"<style>{_CSS}</style></head><body><main>",
+    ]
+
+
+def _intro(report: dict, when: str, n_images: int, names: tuple[str, ...]) -> list[str]:
+    """The heading, what the numbers mean, and the table of what was scored (paths, counts, unmatched rows)."""
+    meta = [
+        ("dataset", _path_span(report.get("dataset", ""))),
+        ("split", escape(str(report.get("split", "")))),
+        ("predictions", _path_span(report.get("predictions", ""))),
+        ("images scored", str(report.get("images", n_images))),
+        ("landmarks", str(len(names))),
+        ("landmark instances", str(report["overall"]["count"])),
+        ("images without prediction", _listing(report.get("missing", []))),
+        ("prediction rows matching no image", _listing(report.get("unmatched_predictions", []))),
+    ]
+    return [
+        "<h1>Landmark detection report</h1>",
+        f'<p class="sub">cephalo evaluate, {when}. Errors are radial, in mm, measured in each image\'s original '
+        + "pixels with its own spacing; MRE, SD and SDR pool all (image, landmark) instances.</p>",
+        '<table class="meta">' + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in meta) + "</table>",
+    ]
+
+
+def _overall(report: dict, thresholds: list[str]) -> list[str]:
+    """One card for the MRE (with SD), one per SDR threshold."""
+    overall = report["overall"]
+    return [
+        "<h2>Overall</h2>",
+        '<div class="cards">',
+        _card(f"{overall['mre_mm']:.2f} mm", f"MRE ± {overall['sd_mm']:.2f} (SD)"),
+        *(_card(f"{overall['sdr'][t]:.1f}%", f"SDR {escape(t[:-2])} mm") for t in thresholds),
+        "</div>",
+    ]
+
+
+def _per_landmark(report: dict, thresholds: list[str]) -> list[str]:
+    """The per-landmark table (MRE cell coloured by band, overall row last) and its legend."""
+    head = ["landmark", "MRE (mm)", "SD (mm)", *(f"SDR {escape(t[:-2])} mm" for t in thresholds), "count"]
+    lines = ["<h2>Per landmark</h2>", _table_open(head)]
+    for name, s in report_rows(report):
+        cells = [f"<td>{escape(name)}</td>", f'<td class="{_band_class(s["mre_mm"])}">{s["mre_mm"]:.3f}</td>',
+                 f"<td>{s['sd_mm']:.3f}</td>", *(f"<td>{s['sdr'][t]:.2f}%</td>" for t in thresholds),
+                 f"<td>{s['count']}</td>"]
+        lines.append(('<tr class="overall">' if name == "overall" else "<tr>") + "".join(cells) + "</tr>")
+    lines.append("</tbody></table>")
+    lines.append('<p class="sub">MRE cell: <span class="good">&nbsp;≤ 2 mm&nbsp;</span> '
+                 + '<span class="fair">&nbsp;2-4 mm&nbsp;</span> <span class="poor">&nbsp;&gt; 4 mm&nbsp;</span>. '
+                 + 'Also in <a href="per_landmark.csv">per_landmark.csv</a> and '
+                 + '<a href="per_landmark.md">per_landmark.md</a>.</p>')
+    return lines
+
+
+def _plots(plots: list[Path]) -> list[str]:
+    """Each plot full width; nothing without plots (no matplotlib)."""
+    if not plots:
+        return []
+    images = [f'<p><img class="plot" src="{_href(p)}" alt="{escape(p.stem.replace("_", " "))}"></p>' for p in plots]
+    return ["<h2>Plots</h2>", *images]
+
+
+def _gallery(gallery: list[GalleryImage]) -> list[str]:
+    """The worst images in a grid, worst first, with a colour legend; each links to the full-size picture."""
+    if not gallery:
+        return []
+    lines = [f"<h2>The {len(gallery)} image(s) with the highest MRE</h2>",
+             '<p class="legend">' + "".join(f"<span>{item}</span>" for item in _overlay_legend())
+             + "(cropped to the landmarks; click an image for full size)</p>",
+             '<div class="gallery">']
+    for k, (path, case, mre, detail) in enumerate(gallery, start=1):
+        link = f'<a href="{_href(path)}"><img src="{_href(path)}" alt="{escape(case)}" loading="lazy"></a>'
+        caption = f"<figcaption><b>#{k} {escape(case)}</b>: MRE {mre:.2f} mm, {escape(detail)}</figcaption>"
+        lines.append(f"<figure>{link}{caption}</figure>")
+    lines.append("</div>")
+    return lines
+
+
+def _overlay_legend() -> list[str]:
+    """A dot, ring and line in the colours :mod:`cephalo.visualize.overlay` draws with, each with its meaning."""
+    dot = '<i class="dot" style="{}"></i>'
+    return [
+        dot.format(f"background:{_css_colour(overlay.PREDICTED)}") + "prediction",
+        dot.format(f"border:2px solid {_css_colour(overlay.TRUTH)};width:8px;height:8px") + "ground truth",
+        dot.format(f"background:{_css_colour(overlay.ERROR)};border-radius:0;height:3px") + "error",
+    ]
+
+
+def _per_image(case_errors: list[tuple[str, np.ndarray]], names: tuple[str, ...]) -> list[str]:
+    """Every image, highest MRE first (ties by case id), folded away when there are more than 40."""
+    ranked = sorted(case_errors, key=lambda item: (-float(item[1].mean()), item[0]))
+    lines = ["<h2>Per image</h2>",
+             f"<details{' open' if len(ranked) <= 40 else ''}>"
+             + f"<summary>all {len(ranked)} images, highest MRE first</summary>",
+             _table_open(["image", "MRE (mm)", "max (mm)", "worst landmark"])]
+    for case, errs in ranked:
+        j, mre = int(errs.argmax()), float(errs.mean())
+        lines.append(f'<tr><td>{escape(case)}</td><td class="{_band_class(mre)}">{mre:.3f}</td>'
+                     + f'<td>{errs[j]:.3f}</td><td class="text">{escape(names[j])}</td></tr>')
+    lines.append("</tbody></table></details>")
+    lines.append('<p class="sub">Every landmark of every image: <a href="per_image.csv">per_image.csv</a>; '
+                 + 'the full report: <a href="report.json">report.json</a>.</p>')
+    return lines
+
+
+# ---------------------------------------------------------------- small pieces
+
+
+def _table_open(head: list[str]) -> str:
+    """A table's opening up to its ``<tbody>``, with the header row ``head`` (already escaped)."""
+    return "<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
+
+
+def _card(value: str, label: str) -> str:
+    return f'<div class="card"><div class="v">{value}</div><div class="l">{label}</div></div>'
+
+
+def _listing(items: list[str]) -> str:
+    """``n (a, b, ...)``: how many, and the first 10 of them."""
+    shown = ", ".join(items[:10]) + (f", … ({len(items)} in all)" if len(items) > 10 else "")
+    return f"{len(items)}" + (f" ({escape(shown)})" if items else "")
+
+
+def _path_span(path) -> str:
+    return f'<span class="path">{escape(str(path))}</span>'
+
+
 def _band_class(mre: float) -> str:
     return "good" if mre <= 2.0 else "fair" if mre <= 4.0 else "poor"
 
@@ -49,105 +216,5 @@ def _href(path: Path) -> str:
 
 
 def _css_colour(bgr) -> str:
+    """``#rrggbb`` for an OpenCV ``(b, g, r)`` colour."""
     return "#{:02x}{:02x}{:02x}".format(*(int(c) for c in reversed(tuple(bgr)[:3])))
-
-
-def render_html(report: dict, case_errors: list[tuple[str, np.ndarray]], names: tuple[str, ...],
-                plots: list[Path], gallery: list[tuple[Path, str, float, str]], notes: list[str]) -> str:
-    """The report page; images are referenced by file name, relative to the page."""
-
-    e = html.escape
-    thresholds = sdr_labels(report)
-    overall = report["overall"]
-    missing, unmatched = report.get("missing", []), report.get("unmatched_predictions", [])
-
-    def listing(items: list[str]) -> str:
-        shown = ", ".join(items[:10]) + (f", … ({len(items)} in all)" if len(items) > 10 else "")
-        return f"{len(items)}" + (f" ({e(shown)})" if items else "")
-
-    def path_cell(key: str) -> str:
-        return f'<span class="path">{e(str(report.get(key, "")))}</span>'
-
-    def card(value: str, label: str) -> str:
-        return f'<div class="card"><div class="v">{value}</div><div class="l">{label}</div></div>'
-
-    meta = [
-        ("dataset", path_cell("dataset")),
-        ("split", e(str(report.get("split", "")))),
-        ("predictions", path_cell("predictions")),
-        ("images scored", str(report.get("images", len(case_errors)))),
-        ("landmarks", str(len(names))),
-        ("landmark instances", str(overall["count"])),
-        ("images without prediction", listing(missing)),
-        ("prediction rows matching no image", listing(unmatched)),
-    ]
-    title = Path(str(report.get("predictions", "predictions"))).name
-    when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>cephalo evaluation: {e(title)}</title>",
-        f"<style>{_CSS}</style></head><body><main>",
-        "<h1>Landmark detection report</h1>",
-        f'<p class="sub">cephalo evaluate, {when}. Errors are radial, in mm, measured in each image\'s original '
-        + "pixels with its own spacing; MRE, SD and SDR pool all (image, landmark) instances.</p>",
-        '<table class="meta">' + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in meta) + "</table>",
-        "<h2>Overall</h2>",
-        '<div class="cards">',
-        card(f"{overall['mre_mm']:.2f} mm", f"MRE ± {overall['sd_mm']:.2f} (SD)"),
-        *(card(f"{overall['sdr'][t]:.1f}%", f"SDR {e(t[:-2])} mm") for t in thresholds),
-        "</div>",
-        *(f'<p class="note">{e(n)}</p>' for n in notes),
-    ]
-
-    parts.append("<h2>Per landmark</h2>")
-    head = ["landmark", "MRE (mm)", "SD (mm)", *(f"SDR {e(t[:-2])} mm" for t in thresholds), "count"]
-    parts.append("<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>")
-    for name, s in report_rows(report):
-        cells = [f"<td>{e(name)}</td>", f'<td class="{_band_class(s["mre_mm"])}">{s["mre_mm"]:.3f}</td>',
-                 f"<td>{s['sd_mm']:.3f}</td>", *(f"<td>{s['sdr'][t]:.2f}%</td>" for t in thresholds),
-                 f"<td>{s['count']}</td>"]
-        parts.append(('<tr class="overall">' if name == "overall" else "<tr>") + "".join(cells) + "</tr>")
-    parts.append("</tbody></table>")
-    parts.append('<p class="sub">MRE cell: <span class="good">&nbsp;≤ 2 mm&nbsp;</span> '
-                 + '<span class="fair">&nbsp;2-4 mm&nbsp;</span> <span class="poor">&nbsp;&gt; 4 mm&nbsp;</span>. '
-                 + 'Also in <a href="per_landmark.csv">per_landmark.csv</a> and '
-                 + '<a href="per_landmark.md">per_landmark.md</a>.</p>')
-
-    if plots:
-        parts.append("<h2>Plots</h2>")
-        parts += [f'<p><img class="plot" src="{_href(p)}" alt="{e(p.stem.replace("_", " "))}"></p>' for p in plots]
-
-    if gallery:
-        dot = '<i class="dot" style="{}"></i>'
-        legend = [
-            dot.format(f"background:{_css_colour(overlay.PREDICTED)}") + "prediction",
-            dot.format(f"border:2px solid {_css_colour(overlay.TRUTH)};width:8px;height:8px") + "ground truth",
-            dot.format(f"background:{_css_colour(overlay.ERROR)};border-radius:0;height:3px") + "error",
-        ]
-        parts.append(f"<h2>The {len(gallery)} image(s) with the highest MRE</h2>")
-        parts.append('<p class="legend">' + "".join(f"<span>{item}</span>" for item in legend)
-                     + "(cropped to the landmarks; click an image for full size)</p>")
-        parts.append('<div class="gallery">')
-        for k, (path, case, mre, detail) in enumerate(gallery, start=1):
-            link = f'<a href="{_href(path)}"><img src="{_href(path)}" alt="{e(case)}" loading="lazy"></a>'
-            caption = f"<figcaption><b>#{k} {e(case)}</b>: MRE {mre:.2f} mm, {e(detail)}</figcaption>"
-            parts.append(f"<figure>{link}{caption}</figure>")
-        parts.append("</div>")
-
-    ranked = sorted(case_errors, key=lambda item: (-float(item[1].mean()), item[0]))
-    parts.append("<h2>Per image</h2>")
-    parts.append(f"<details{' open' if len(ranked) <= 40 else ''}>"
-                 + f"<summary>all {len(ranked)} images, highest MRE first</summary>")
-    head = ["image", "MRE (mm)", "max (mm)", "worst landmark"]
-    parts.append("<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>")
-    for case, errs in ranked:
-        j, mre = int(errs.argmax()), float(errs.mean())
-        parts.append(f'<tr><td>{e(case)}</td><td class="{_band_class(mre)}">{mre:.3f}</td>'
-                     + f'<td>{errs[j]:.3f}</td><td class="text">{e(names[j])}</td></tr>')
-    parts.append("</tbody></table></details>")
-    parts.append('<p class="sub">Every landmark of every image: <a href="per_image.csv">per_image.csv</a>; '
-                 + 'the full report: <a href="report.json">report.json</a>.</p>')
-    parts += ["</main></body></html>", ""]
-    return "\n".join(parts)

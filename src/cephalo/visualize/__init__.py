@@ -1,1 +1,2 @@
-"""Pictures for people: landmark overlays (and, with matplotlib, evaluation plots)."""
+"""Pictures for people: landmark overlays, gallery pictures (one scored image cropped to its landmarks) and, with
+matplotlib, evaluation plots."""
