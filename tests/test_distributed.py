@@ -65,7 +65,7 @@ def test_two_processes_equal_one_with_doubled_accumulation(config):
         torch.testing.assert_close(a["ema"]["module"][key], b["ema"]["module"][key], rtol=1e-4, atol=1e-6)
     # validation gathered from both ranks equals the single-process one
     for metric in ("val_mre_mm", "val_sdr_2mm", "val_loss"):
-        assert b["metrics"][metric] == pytest.approx(one["metrics"][metric], rel=1e-4)
+        assert b["metrics"][metric] == pytest.approx(one.metrics[metric], rel=1e-4)
     assert b["config"]["gradient_accumulation_steps"] == 1
 
 

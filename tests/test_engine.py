@@ -2,16 +2,18 @@
 
 import copy
 import math
+import pathlib
 
 import pytest
 import torch
 from torch import nn
 
-from cephalo.engine.checkpoint import load_checkpoint, unwrap_model
+from cephalo.engine.checkpoint import load_checkpoint, read_stage
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.data import micro_batch_weights
 from cephalo.engine.ema import ModelEma
-from cephalo.engine.loop import Progress, train_one_epoch
+from cephalo.engine.loop import train_one_epoch
+from cephalo.engine.progress import Progress, Tracker
 from cephalo.engine.schedule import warmup_cosine
 from cephalo.engine.setup import build_training
 from cephalo.engine.trainer import fit
@@ -90,17 +92,36 @@ def test_lr_schedule_shape():
     assert f(100) == pytest.approx(0.01) and f(55) == pytest.approx(0.01 + 0.99 * 0.5)
 
 
-def test_checkpoint_contents_and_clean_names(tiny_config):
+def test_checkpoint_contents(tiny_config):
     fit(dataclass_replace(tiny_config, use_ema=True, epochs=1), TinyHeatmapNet())
     state = load_checkpoint(f"{tiny_config.output_dir}/run/best.pt")
-    for key in ["model", "ema", "optimizer", "scheduler", "scaler", "epoch", "updates", "rng", "config",
-                "landmark_names", "preprocessing", "codec", "tracker", "predict_with"]:
+    for key in ["format", "version", "stages", "model", "ema", "optimizer", "scheduler", "scaler", "epoch", "updates",
+                "progress", "rng", "config", "tracker", "metrics", "predict_with"]:
         assert key in state, key
-    assert state["landmark_names"] == ["S", "N", "Me"] and state["predict_with"] == "ema"
-    assert state["preprocessing"]["image_size"] == [32, 32] and state["codec"]["stride"] == 4
+    assert state["version"] == 2 and state["predict_with"] == "ema"
+    spec = read_stage(state, "best.pt").spec
+    assert spec.landmark_names == ("S", "N", "Me") and spec.image_size == (32, 32) and spec.stride == 4
     assert state["epoch"] == 1 and state["updates"] == 4  # 8 training images, batches of 2
-    assert not any(k.startswith("_orig_mod") for k in state["model"])
-    assert math.isfinite(state["metrics"]["val_mre_mm"])
+    assert set(state["tracker"]) == {"monitor", "best", "best_epoch", "bad_validations", "stopped_because"}
+    assert state["metrics"]["epoch"] == 1 and "val_errors_mm" not in state["metrics"]
+
+
+def test_checkpoints_of_a_compiled_model_keep_the_plain_names(tiny_config):
+    """torch.compile's wrapper renames every weight ``_orig_mod.*``: checkpoints must hold the plain module's names
+    (wrapping happens at once; compiling would only start at the first forward, which saving does not need)."""
+    from cephalo.engine.compile import CompileFallback
+    from cephalo.engine.saver import CheckpointWriter
+
+    t = build_training(dataclass_replace(tiny_config, use_compile=True, use_ema=True), TinyHeatmapNet())
+    assert isinstance(t.model, CompileFallback) and isinstance(t.eval_forward, CompileFallback)
+    compiled = t.model._compiled[0]
+    assert all(k.startswith("_orig_mod.") for k in compiled.state_dict())  # what a careless save would write
+    pathlib.Path(tiny_config.output_dir).mkdir(parents=True)
+    writer = CheckpointWriter(tiny_config.output_dir, t)
+    assert writer.save("last.pt", Progress(), Tracker(), {})
+    state = load_checkpoint(f"{tiny_config.output_dir}/last.pt")
+    assert set(state["model"]) == set(TinyHeatmapNet().state_dict())
+    assert set(state["ema"]["module"]) == set(TinyHeatmapNet().state_dict())
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_config, monkeypatch):
@@ -136,12 +157,6 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_config, monk
     assert a["tracker"] == b["tracker"]
 
 
-def test_unwrap_model_strips_compile_wrapper():
-    model = TinyHeatmapNet()
-    compiled = torch.compile(model)  # wrapping only; nothing is compiled until it runs
-    assert unwrap_model(compiled) is model
-
-
 def dataclass_replace(config, **changes):
     import dataclasses
 
@@ -165,29 +180,34 @@ def test_compile_failure_falls_back_to_eager(tiny_config, monkeypatch):
         result = fit(dataclass_replace(tiny_config, use_compile=True, compile_mode="max-autotune", use_ema=True,
                                        epochs=1), TinyHeatmapNet())
     assert modes == ["max-autotune", "max-autotune"]  # the model and, separately, its EMA copy
-    assert result["metrics"]["compile_seconds"] > 0  # the first update is reported apart from the speed
-    assert math.isfinite(result["metrics"]["val_mre_mm"])
+    assert result.metrics["compile_seconds"] > 0  # the first update is reported apart from the speed
+    assert math.isfinite(result.metrics["val_mre_mm"])
     state = load_checkpoint(f"{tiny_config.output_dir}/run/last.pt")
     assert all(k.startswith("net.") for k in state["model"])  # the plain model's names, no wrapper prefix
 
 
-def test_unwrap_model_strips_the_compile_fallback():
-    from cephalo.engine.compile import CompileFallback
-
-    model = TinyHeatmapNet()
-    assert unwrap_model(CompileFallback(model)) is model
-
-
 @pytest.mark.slow
 def test_real_compile_trains_on_cpu(tiny_config):
-    """A real (cold, ~15 s) torch.compile of a tiny model through the training step, backward included."""
+    """A real (cold, ~15 s) torch.compile of a tiny model through the training step, backward included: the
+    compiled code runs (no fallback), and the first update's time is reported apart."""
     import warnings
 
-    with warnings.catch_warnings(record=True) as caught:
+    from cephalo.engine.compile import CompileFallback
+
+    compiled = []
+    real_init = CompileFallback.__init__
+
+    def keep(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        compiled.append(self)
+
+    with warnings.catch_warnings(record=True) as caught, pytest.MonkeyPatch.context() as mp:
         warnings.simplefilter("always")
+        mp.setattr(CompileFallback, "__init__", keep)
         result = fit(dataclass_replace(tiny_config, use_compile=True, epochs=1), TinyHeatmapNet())
     assert not [w for w in caught if "torch.compile failed" in str(w.message)]
-    assert math.isfinite(result["metrics"]["val_mre_mm"])
+    assert compiled and all(wrapper.compiled for wrapper in compiled)  # still compiled after training
+    assert result.metrics["compile_seconds"] > 0 and math.isfinite(result.metrics["val_mre_mm"])
 
 
 def test_save_frequency_writes_last_every_n_epochs_and_at_the_end(tiny_config, monkeypatch, capsys):
@@ -207,20 +227,36 @@ def test_save_frequency_writes_last_every_n_epochs_and_at_the_end(tiny_config, m
 
 
 def test_min_delta_and_early_stopping():
-    from cephalo.engine.trainer import update_tracker
-
-    config = TrainConfig(early_stopping=True, patience=2, min_delta=0.1)
-    tracker = {"best": float("inf"), "best_epoch": None, "bad_validations": 0, "stopped_because": None}
-    for epoch, mre in enumerate([2.0, 1.95, 1.5, 1.45, 1.41], start=1):
-        update_tracker(tracker, {"epoch": epoch, "val_mre_mm": mre}, config)
+    tracker = Tracker("val_mre_mm")
+    improved = [tracker.update({"epoch": epoch, "val_mre_mm": mre}, min_delta=0.1, patience=2)
+                for epoch, mre in enumerate([2.0, 1.95, 1.5, 1.45, 1.41], start=1)]
     # 1.95 and 1.45 improve by less than 0.1: not counted; two such validations in a row stop the run
-    assert tracker["best"] == 1.5 and tracker["best_epoch"] == 3
-    assert "has not improved for 2 validations" in tracker["stopped_because"]
+    assert improved == [True, False, True, False, False]
+    assert tracker.best == 1.5 and tracker.best_epoch == 3
+    assert "has not improved for 2 validations" in tracker.stopped_because
+    assert Tracker.from_state_dict(tracker.state_dict()).stopped_because is None  # history for a resumed run
+    assert Tracker.from_state_dict(tracker.state_dict()).bad_validations == 2
 
 
-def test_training_with_full_augmentation(tiny_config, capsys):
+def test_training_with_full_augmentation_changes_the_training_batches_only(tiny_config, monkeypatch, capsys):
+    """--augmentation full: every training micro-batch goes through augment on the device (images and landmarks
+    changed, shapes kept), validation never does, and the run still learns something finite."""
+    import cephalo.engine.loop as loop
+
+    calls = []
+
+    def spy(x, landmarks, cfg, generator=None):
+        out, moved = loop_augment(x, landmarks, cfg, generator)
+        calls.append((x.shape, out.shape, bool((out != x).any()), bool((moved != landmarks).any())))
+        return out, moved
+
+    loop_augment = loop.augment
+    monkeypatch.setattr(loop, "augment", spy)
     result = fit(dataclass_replace(tiny_config, augmentation="full", epochs=2), TinyHeatmapNet())
-    assert math.isfinite(result["metrics"]["val_mre_mm"]) and "augmentation full" in capsys.readouterr().out
+    assert len(calls) == 8  # 2 epochs x 4 training micro-batches; none for the 2 validations
+    assert all(before == after for before, after, _, _ in calls)
+    assert any(pixels for _, _, pixels, _ in calls) and any(points for _, _, _, points in calls)
+    assert math.isfinite(result.metrics["val_mre_mm"]) and "augmentation full" in capsys.readouterr().out
 
 
 def test_early_stopping_reason_is_saved_and_resume_keeps_the_patience_count(tiny_config, capsys):
@@ -229,11 +265,11 @@ def test_early_stopping_reason_is_saved_and_resume_keeps_the_patience_count(tiny
     # lr 0: validation never improves after the first epoch
     config = dataclass_replace(tiny_config, lr=0.0, early_stopping=True, patience=2, epochs=2)
     first = fit(config, TinyHeatmapNet())
-    assert first["tracker"]["bad_validations"] == 1 and first["tracker"]["stopped_because"] is None
+    assert first.tracker.bad_validations == 1 and first.tracker.stopped_because is None
     run_dir = f"{tiny_config.output_dir}/run"
     resumed = fit(dataclass_replace(config, epochs=10, resume=f"{run_dir}/last.pt"), TinyHeatmapNet())
-    assert resumed["metrics"]["epoch"] == 3  # one more bad validation was enough: the count went on from 1
-    reason = resumed["tracker"]["stopped_because"]
+    assert resumed.metrics["epoch"] == 3  # one more bad validation was enough: the count went on from 1
+    reason = resumed.tracker.stopped_because
     assert reason.startswith("early stopping: val_mre_mm has not improved for 2 validations")
     assert load_checkpoint(f"{run_dir}/last.pt")["tracker"]["stopped_because"] == reason
     rows = [json.loads(line) for line in open(f"{run_dir}/metrics.jsonl", encoding="utf-8")]

@@ -5,7 +5,7 @@ import pytest
 
 from cephalo.cli.main import main
 from cephalo.datasets.csv_dataset import read_csv_dataset, write_landmarks_csv
-from cephalo.evaluation.evaluate import EvaluationError, evaluate_predictions
+from cephalo.evaluation.evaluate import EvaluationError, score_predictions
 from cephalo.evaluation.predictions import match_predictions, read_predictions
 from tests.helpers import write_csv_dataset
 
@@ -20,10 +20,10 @@ def test_ground_truth_scores_zero_and_known_shift(data, tmp_path):
     csv_path, points, records = data
     names = ("S", "N", "Me")
     preds = {r.case_id: r.landmarks for r in records}
-    report = evaluate_predictions(records, names, preds)
+    report = score_predictions(records, names, preds).report
     assert report["overall"]["mre_mm"] == 0 and report["overall"]["sdr"]["2mm"] == 100
     shifted = {k: v + [6.0, 8.0] for k, v in preds.items()}  # 10 px at 0.1 mm
-    assert evaluate_predictions(records, names, shifted)["overall"]["mre_mm"] == pytest.approx(1.0)
+    assert score_predictions(records, names, shifted).report["overall"]["mre_mm"] == pytest.approx(1.0)
 
 
 def test_landmarks_matched_by_name_and_images_by_path_or_stem(data):
@@ -33,7 +33,7 @@ def test_landmarks_matched_by_name_and_images_by_path_or_stem(data):
     for i, r in enumerate(records):
         key = [r.case_id, "001.png", "images/002.png", "003"][i]
         preds[key] = np.concatenate([r.landmarks[[2, 0, 1]], [[0.0, 0.0]]])
-    report = evaluate_predictions(records, reordered, preds)
+    report = score_predictions(records, reordered, preds).report
     assert report["images"] == 4 and report["overall"]["mre_mm"] == 0
 
 
@@ -42,15 +42,15 @@ def test_missing_and_unmatched_predictions(data):
     names = ("S", "N", "Me")
     preds = {r.case_id: r.landmarks for r in records[:3]}
     with pytest.raises(EvaluationError, match="1 of 4 images have no prediction.*--allow_missing"):
-        evaluate_predictions(records, names, preds)
-    report = evaluate_predictions(records, names, preds, allow_missing=True)
+        score_predictions(records, names, preds).report
+    report = score_predictions(records, names, preds, allow_missing=True).report
     assert report["images"] == 3 and report["missing"] == [records[3].case_id]
     _, _, unmatched = match_predictions(records, {"zzz.png": records[0].landmarks})
     assert unmatched == ["zzz.png"]
     with pytest.raises(EvaluationError, match="no prediction matches"):
-        evaluate_predictions(records, names, {"zzz.png": records[0].landmarks})
+        score_predictions(records, names, {"zzz.png": records[0].landmarks}).report
     with pytest.raises(EvaluationError, match="lack landmark"):
-        evaluate_predictions(records, ("S", "N"), {r.case_id: r.landmarks[:2] for r in records})
+        score_predictions(records, ("S", "N"), {r.case_id: r.landmarks[:2] for r in records}).report
 
 
 def test_bad_prediction_rows_listed_together(tmp_path):

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from cephalo.cli.main import main
-from cephalo.engine.checkpoint import load_checkpoint
+from cephalo.engine.checkpoint import load_checkpoint, read_stage
 from cephalo.image_io import read_grey
-from cephalo.inference.predictor import load_predictor, model_facts
+from cephalo.inference.loading import load_predictor
 from cephalo.preprocessing.letterbox import Letterbox
 from cephalo.preprocessing.normalize import GREY_MEAN, GREY_STD
 from tests.helpers import write_csv_dataset
@@ -54,10 +54,10 @@ def exported(request, checkpoints):
     """(checkpoint, exported .onnx) per model."""
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from cephalo.inference.export import export_onnx
+    from cephalo.inference.export import export_checkpoint
 
     checkpoint = checkpoints(request.param)
-    return checkpoint, export_onnx(checkpoint, checkpoint.parent / "model.onnx")
+    return checkpoint, export_checkpoint(checkpoint, checkpoint.parent / "model.onnx").path
 
 
 def _dataset_images(checkpoint):
@@ -76,7 +76,7 @@ def test_heatmaps_match_pytorch_for_any_batch(exported):
     checkpoint, onnx_path = exported
     torch_model = load_predictor(checkpoint, device="cpu", mixed_precision=False)
     onnx_model = load_predictor(onnx_path)
-    stride = torch_model.facts["stride"]
+    stride = torch_model.spec.stride
     generator = torch.Generator().manual_seed(0)
     for batch in (1, 3):
         images = torch.randint(0, 256, (batch, 1, SIZE, SIZE), dtype=torch.uint8, generator=generator)
@@ -92,19 +92,20 @@ def test_metadata_round_trip(exported):
     state = load_checkpoint(checkpoint)
     proto = onnx.load(str(onnx_path))
     meta = json.loads({p.key: p.value for p in proto.metadata_props}["cephalo"])
-    facts = model_facts(state)
-    assert {k: meta[k] for k in facts} == facts
+    spec = read_stage(state, checkpoint).spec
+    assert {k: meta[k] for k in ("model_name", "landmark_names", "image_size", "stride", "sigma")} == \
+        {k: v for k, v in spec.to_dict().items() if k in meta}
     assert meta["format_version"] == 1
     assert meta["normalization"]["grey_mean"] == GREY_MEAN and meta["normalization"]["grey_std"] == GREY_STD
     assert meta["weights"] == ("ema" if state.get("predict_with") == "ema" else "model")
 
     predictor = load_predictor(onnx_path)
-    assert predictor.facts == facts and predictor.landmark_names == tuple(state["landmark_names"])
-    assert predictor.image_size == (SIZE, SIZE) and predictor.codec.stride == facts["stride"]
+    assert predictor.spec == spec and predictor.landmark_names == ("S", "N", "Me")
+    assert predictor.image_size == (SIZE, SIZE) and predictor.codec.stride == spec.stride
     dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
     (graph_input,), (graph_output,) = proto.graph.input, proto.graph.output
     assert (graph_input.name, dims(graph_input)) == ("image", ["batch", 1, SIZE, SIZE])
-    h = SIZE // facts["stride"]
+    h = SIZE // spec.stride
     assert (graph_output.name, dims(graph_output)) == ("heatmaps", ["batch", 3, h, h])
     assert graph_input.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
 
@@ -160,13 +161,13 @@ def test_onnxscript_is_needed_only_by_the_dynamo_exporter(checkpoints, tmp_path,
 
 
 def test_missing_onnx_packages_are_named(tmp_path, monkeypatch, capsys):
-    from cephalo.inference.export import export_onnx
+    from cephalo.inference.export import export_checkpoint
     from cephalo.inference.onnx_predictor import OnnxPredictor
 
     (tmp_path / "model.onnx").write_bytes(b"not used")
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r'onnx: pip install "cephalo\[onnx\]"'):
-        export_onnx(tmp_path / "best.pt", tmp_path / "model.onnx")
+        export_checkpoint(tmp_path / "best.pt", tmp_path / "model.onnx")
     assert main(["export", "--checkpoint", str(tmp_path / "best.pt"), "--out", str(tmp_path / "m.onnx")]) == 2
     assert 'pip install "cephalo[onnx]"' in capsys.readouterr().err
 

@@ -9,8 +9,9 @@ from torch import nn
 
 from cephalo.cli.train import main as train_main
 from cephalo.engine.config import TrainConfig
-from cephalo.engine.loop import Progress, train_one_epoch
+from cephalo.engine.loop import train_one_epoch
 from cephalo.engine.oom import OutOfMemoryStop, remedies, shrink
+from cephalo.engine.progress import Progress
 from cephalo.engine.setup import build_training
 from cephalo.engine.trainer import fit
 from tests.test_engine import TinyHeatmapNet, tiny_config  # noqa: F401 -- fixture
@@ -137,14 +138,15 @@ def test_shrink_sequence():
 
 
 def test_validation_out_of_memory_goes_on_in_smaller_parts(config, capsys):
-    from cephalo.engine.loop import validate
+    from cephalo.engine.validate import validate
 
     torch.manual_seed(0)
     limited = MemoryLimitedNet(max_batch=4, eval_max_batch=1)
     t = build_training(dataclasses.replace(config, val_fraction=0.4), limited)  # 4 validation images, one batch
-    reference = validate(t, limited.net)  # the same weights, no memory limit
-    metrics = validate(t, limited)
-    assert limited.eval_batches == [1, 1, 1, 1] and t.val_micro_batch == 1
+    reference = validate(t, Progress(), limited.net)  # the same weights, no memory limit
+    p = Progress()
+    metrics = validate(t, p, limited)
+    assert limited.eval_batches == [1, 1, 1, 1] and p.val_micro_batch == 1
     assert "1 images per forward pass" in capsys.readouterr().out
     assert metrics["val_mre_mm"] == pytest.approx(reference["val_mre_mm"], rel=1e-5)
     assert metrics["val_loss"] == pytest.approx(reference["val_loss"], rel=1e-5)

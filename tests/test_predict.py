@@ -11,7 +11,8 @@ import torch
 
 from cephalo.cli.main import main
 from cephalo.datasets.sources import DatasetSpec, collect_records, load_records
-from cephalo.evaluation.evaluate import evaluate_predictions
+from cephalo.engine.checkpoint import StageSpec
+from cephalo.evaluation.evaluate import score_predictions
 from cephalo.evaluation.predictions import match_predictions, read_predictions
 from cephalo.image_io import read_grey, write_image
 from cephalo.inference.inputs import InputImage, resolve_inputs
@@ -61,8 +62,7 @@ class GroundTruthPredictor(Predictor):
     """A perfect model: the heatmaps of each image's letterboxed ground truth, found by the image's bytes."""
 
     def __init__(self, image_size, truth_by_image: dict[str, np.ndarray]):
-        super().__init__({"landmark_names": ["a", "b", "c", "d"], "image_size": list(image_size), "stride": 4,
-                          "sigma": 2.0, "model_name": "stub"})
+        super().__init__(StageSpec("stub", ("a", "b", "c", "d"), image_size, stride=4, sigma=2.0))
         self.truth_by_image = truth_by_image
 
     @staticmethod
@@ -126,7 +126,7 @@ def test_predict_a_folder_of_images(trained, tmp_path, capsys):
     assert overlay.shape == (80, 64)
     # the predictions CSV scores against the dataset (rows matched by path)
     records = load_records(DatasetSpec(str(trained["csv"])), "all")
-    report = evaluate_predictions(records, names, predicted)
+    report = score_predictions(records, names, predicted).report
     assert report["images"] == 6 and not report["missing"]
 
 
@@ -174,7 +174,7 @@ def test_wrong_checkpoint_and_no_images_exit_2(trained, tmp_path, capsys):
     other = tmp_path / "other.pt"
     torch.save({"model": {}}, other)
     cases = [(tmp_path / "missing.pt", "not found"), (garbage, "not a readable cephalo checkpoint"),
-             (other, "not a cephalo training checkpoint")]
+             (other, "not a cephalo checkpoint")]
     for checkpoint, message in cases:
         assert predict(["--checkpoint", checkpoint, image, "--out", tmp_path / "o"]) == 2
         err = capsys.readouterr().err

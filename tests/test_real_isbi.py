@@ -6,7 +6,7 @@ import torch
 
 from cephalo.codec import HeatmapCodec
 from cephalo.datasets.csv_dataset import read_csv_dataset
-from cephalo.evaluation.evaluate import evaluate_predictions
+from cephalo.evaluation.evaluate import score_predictions
 from cephalo.preprocessing.cache import LetterboxCache
 from cephalo.preprocessing.cached_dataset import CachedLandmarkDataset
 
@@ -48,8 +48,8 @@ def test_evaluate_ground_truth_and_known_shift(prepared):
     records = prepared.records
     names = records[0].landmark_names
     truth = {r.case_id: r.landmarks for r in records}
-    assert evaluate_predictions(records, names, truth)["overall"]["mre_mm"] == 0.0
+    assert score_predictions(records, names, truth).report["overall"]["mre_mm"] == 0.0
     shifted = {k: v + np.array([6.0, -8.0]) for k, v in truth.items()}  # 10 px at 0.1 mm/px
-    report = evaluate_predictions(records, names, shifted)
+    report = score_predictions(records, names, shifted).report
     assert report["overall"]["mre_mm"] == pytest.approx(1.0)
     assert report["overall"]["sdr"]["2mm"] == 100.0

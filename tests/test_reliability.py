@@ -15,7 +15,7 @@ import torch
 import cephalo.engine.checkpoint as checkpoint_module
 import cephalo.engine.loop as loop
 from cephalo.engine.checkpoint import load_checkpoint
-from cephalo.engine.loop import NonFiniteError
+from cephalo.engine.finite import NonFiniteError
 from cephalo.engine.resume import newest_checkpoint
 from cephalo.engine.trainer import fit
 from tests.helpers import write_csv_dataset
@@ -50,7 +50,7 @@ def test_failed_write_keeps_the_previous_checkpoint(config, monkeypatch):
     monkeypatch.setattr(checkpoint_module.torch, "save", disk_full)
     with pytest.warns(UserWarning, match="No space left on device.*previous last.pt is intact"):
         result = fit(dataclasses.replace(config, epochs=2, resume=last), TinyHeatmapNet())
-    assert result["metrics"]["epoch"] == 2  # training went on
+    assert result.metrics["epoch"] == 2  # training went on
     assert open(last, "rb").read() == before
     assert not [p for p in os.listdir(f"{config.output_dir}/run") if p.endswith(".tmp")]
 
@@ -73,7 +73,7 @@ def test_interrupt_mid_epoch_saves_recovery_and_resumes_exactly(config, monkeypa
     result = fit(config, copy.deepcopy(model))
     monkeypatch.setattr(loop, "optimizer_update", real_update)
     out = capsys.readouterr().out
-    assert "SIGINT" in result["tracker"]["stopped_because"] and "continue with: cephalo train --resume" in out
+    assert "SIGINT" in result.tracker.stopped_because and "continue with: cephalo train --resume" in out
     state = load_checkpoint(f"{config.output_dir}/run/recovery.pt")
     assert state["progress"]["updates"] == 6 and state["progress"]["batch"] == 2 and state["epoch"] == 1
 
@@ -92,7 +92,7 @@ def test_resume_auto_skips_a_damaged_checkpoint(config):
     assert path.name == "recovery.pt"
     with pytest.warns(UserWarning, match="skipping"):
         result = fit(dataclasses.replace(config, resume="auto"), TinyHeatmapNet())
-    assert result["metrics"]["epoch"] == 3
+    assert result.metrics["epoch"] == 3
 
 
 def test_non_finite_updates_are_skipped_then_stop(config, monkeypatch):
@@ -110,8 +110,9 @@ def test_non_finite_updates_are_skipped_then_stop(config, monkeypatch):
     state = load_checkpoint(f"{config.output_dir}/run/last.pt")  # epoch 1 ended before the NaNs
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     recovery = load_checkpoint(f"{config.output_dir}/run/recovery.pt")
-    # 4 good updates in epoch 1 (the 5th loss call is validation), then NaN: skipped, not counted, not written
-    assert recovery["progress"]["updates"] == 4 and recovery["progress"]["skipped_updates"] == 0
+    # training losses only (validation has its own): 4 good updates in epoch 1 and one in epoch 2, then NaN:
+    # skipped, not counted, not written
+    assert recovery["progress"]["updates"] == 5 and recovery["progress"]["skipped_updates"] == 0
     assert all(torch.isfinite(v).all() for v in recovery["model"].values() if v.is_floating_point())
 
 
@@ -156,6 +157,6 @@ def test_sigkill_at_a_random_update_then_resume_matches(tmp_path):
 
 def test_resume_auto_starts_a_new_run_when_there_is_none(config, capsys):
     result = fit(dataclasses.replace(config, epochs=1, resume="auto"), TinyHeatmapNet())
-    assert result["metrics"]["epoch"] == 1 and "starting a new run" in capsys.readouterr().out
+    assert result.metrics["epoch"] == 1 and "starting a new run" in capsys.readouterr().out
     with pytest.raises(FileNotFoundError, match="no valid checkpoint"):
         fit(dataclasses.replace(config, run_name="other", resume=f"{config.output_dir}/other"), TinyHeatmapNet())

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from cephalo.engine.loop import Progress, train_one_epoch
+from cephalo.engine.loop import train_one_epoch
+from cephalo.engine.progress import Progress
 from cephalo.engine.setup import build_training
 from tests.test_engine import TinyHeatmapNet, tiny_config  # noqa: F401 -- fixture
 

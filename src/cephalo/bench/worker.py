@@ -22,10 +22,12 @@ import torch
 from cephalo.device import synchronize
 from cephalo.engine.compile import CompileFallback
 from cephalo.engine.config import TrainConfig
-from cephalo.engine.loop import Progress, epoch_stats, train_one_epoch
+from cephalo.engine.loop import train_one_epoch
 from cephalo.engine.monitor import peak_rss_bytes
+from cephalo.engine.progress import Progress, Tracker
 from cephalo.engine.saver import CheckpointWriter
 from cephalo.engine.setup import Training, build_training
+from cephalo.engine.stats import epoch_stats
 
 FAIL_ENV = "CEPHALO_BENCH_FAIL"
 
@@ -95,7 +97,7 @@ def time_checkpoint(t: Training, p: Progress, save_dir: str | None) -> dict:
             writer = CheckpointWriter(folder, t)
             synchronize(t.device)
             start = time.perf_counter()
-            if not writer.save("last.pt", p, {"monitor": t.config.monitor, "best": float("inf")}, {}):
+            if not writer.save("last.pt", p, Tracker(t.config.monitor), {}):
                 return {"save_error": f"the checkpoint could not be written in {save_dir}"}
             seconds = time.perf_counter() - start
             size = os.path.getsize(os.path.join(folder, "last.pt"))
@@ -112,7 +114,7 @@ def measure(spec: dict) -> dict:
     overrides["image_size"] = tuple(overrides["image_size"])
     config = TrainConfig(**overrides)
     t = build_training(config)  # applies --vram_budget_gb
-    result: dict = {"device": device_info(t.device), "notes": list(t.notes[1:]), "precision": str(t.precision)}
+    result: dict = {"device": device_info(t.device), "notes": list(t.notes), "precision": str(t.precision)}
     if t.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(t.device)  # the segment's peak, weights and optimizer state included
     rss_before = current_rss_bytes()

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from cephalo.datasets.sources import DEFAULT_EVAL_SPLIT, FORMATS
 from cephalo.inference.inputs import resolve_inputs
+from cephalo.inference.loading import load_predictor
 from cephalo.inference.outputs import CSV_NAME, predict_to_folder
-from cephalo.inference.predictor import load_predictor
 
 
 def add_parser(subparsers) -> None:
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         print(note)
     (h, w), names = predictor.image_size, predictor.landmark_names
     where = " on ".join(str(x) for x in (getattr(predictor, "precision", None), getattr(predictor, "device", None)) if x)
-    print(f"model: {args.checkpoint} ({predictor.facts.get('model_name', '?')}, {len(names)} landmarks, input {h}x{w}"
+    print(f"model: {args.checkpoint} ({predictor.spec.model_name}, {len(names)} landmarks, input {h}x{w}"
           + (f", {where}" if where else "") + ")")
     print(f"predicting {len(items)} image(s) -> {args.out}")
     summary = predict_to_folder(predictor, items, args.out, overlay=args.overlay, batch_size=args.batch_size,

@@ -1,45 +1,116 @@
-"""Checkpoints: everything needed to resume exactly or to predict, written atomically."""
+"""The checkpoint file, the one owner of its schema: training writes it, resume, predict and export read it here.
+
+Format version 2 (written since 2026-12-01)::
+
+    format: "cephalo", version: 2
+    stages: {"global": StageSpec as a dict}    what inference needs to build, feed and decode each model
+    predict_with: "ema" | "model"              which weights inference uses
+    model: state_dict, ema: {"module": state_dict, "updates", "decay"} | None
+    optimizer, scheduler, scaler, progress, rng, config, tracker, metrics, epoch, updates    (to resume)
+
+A checkpoint holds tensors and plain Python data only (the numpy RNG state as a list), so it loads with
+``torch.load(weights_only=True)``: reading one never runs pickled code. Version 1 (written until 2026-12-01) kept its
+one model's facts as ``model_name``, ``landmark_names``, ``preprocessing`` and ``codec`` and the numpy RNG state as
+an array; it is read as a checkpoint with a single global stage (numpy arrays allowed, nothing else).
+
+A second stage (a local refinement model) adds ``stages["local"]`` and its own weights; :class:`Stage` is where
+inference finds each one.
+"""
 
 from __future__ import annotations
 
 import random
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from cephalo.atomic import atomic_open
+from cephalo.preprocessing.normalize import GREY_MEAN, GREY_STD
 
-CHECKPOINT_VERSION = 1
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain module under DDP's ``.module``, ``torch.compile``'s ``._orig_mod`` and :class:`CompileFallback`."""
-    from cephalo.engine.compile import CompileFallback
-
-    while True:
-        if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        elif isinstance(model, (nn.parallel.DistributedDataParallel, CompileFallback)):
-            model = model.module if hasattr(model, "module") else model.model
-        else:
-            return model
+FORMAT = "cephalo"
+CHECKPOINT_VERSION = 2
+GLOBAL = "global"  # the stage that sees the whole letterboxed image
+LETTERBOX = "centred, zero padding"
+_RESUME_KEYS = ("optimizer", "scheduler", "scaler", "progress", "rng", "config", "tracker")
+_NUMPY_CORE = np._core if hasattr(np, "_core") else np.core  # numpy 2 renamed it
+_NUMPY_ARRAYS = [np.ndarray, np.dtype, type(np.dtype(np.uint32)), _NUMPY_CORE.multiarray._reconstruct]
 
 
-def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+@dataclass(frozen=True)
+class StageSpec:
+    """What inference needs to know about one model of a checkpoint, besides its weights.
+
+    ``model_name`` builds it (``create_model``), ``landmark_names`` are its ``K`` outputs in order, ``image_size``
+    ``(H, W)`` is its letterboxed input, ``stride`` / ``sigma`` its heatmaps (``(B, K, H / stride, W / stride)``,
+    Gaussian sigma in heatmap pixels), ``grey_mean`` / ``grey_std`` the input normalisation.
+    """
+
+    model_name: str
+    landmark_names: tuple[str, ...]
+    image_size: tuple[int, int]
+    stride: int
+    sigma: float
+    grey_mean: float = GREY_MEAN
+    grey_std: float = GREY_STD
+    letterbox: str = LETTERBOX
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "landmark_names", tuple(str(n) for n in self.landmark_names))
+        object.__setattr__(self, "image_size", (int(self.image_size[0]), int(self.image_size[1])))
+        object.__setattr__(self, "stride", int(self.stride))
+        object.__setattr__(self, "sigma", float(self.sigma))
+
+    @property
+    def heatmap_size(self) -> tuple[int, int]:
+        return self.image_size[0] // self.stride, self.image_size[1] // self.stride
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "landmark_names": list(self.landmark_names), "image_size": list(self.image_size)}
+
+    @classmethod
+    def from_dict(cls, values: dict, source: Path | str) -> StageSpec:
+        """Raises ``ValueError`` naming ``source`` when a field is missing or of the wrong kind."""
+        try:
+            return cls(**{k: values[k] for k in cls.__dataclass_fields__ if k in values})
+        except (TypeError, ValueError, IndexError) as e:
+            raise ValueError(f"{source}: damaged model description ({e})") from None
 
 
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+@dataclass(frozen=True)
+class Stage:
+    """One model as inference loads it: its :class:`StageSpec` and the weights it predicts with."""
+
+    spec: StageSpec
+    weights: dict[str, torch.Tensor]
+    weights_kind: str  # "ema" or "model"
+
+
+# ------------------------------------------------------------------------------------------------- writing
+
+
+def build_state(*, stage: StageSpec, model: dict, ema: dict | None, optimizer: dict, scheduler: dict, scaler: dict,
+                progress: dict, tracker: dict, metrics: dict, config: dict) -> dict:
+    """The checkpoint of a training run (see the module docstring); ``ema`` is the EMA's state dict or None."""
+    return {
+        "format": FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "stages": {GLOBAL: stage.to_dict()},
+        "predict_with": "ema" if ema is not None else "model",
+        "model": model,
+        "ema": ema,
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+        "scaler": scaler,
+        "progress": progress,
+        "epoch": progress["epoch"],  # epochs completed
+        "updates": progress["updates"],
+        "rng": rng_state(),
+        "config": config,
+        "tracker": tracker,
+        "metrics": metrics,
+    }
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -48,19 +119,86 @@ def save_checkpoint(path: Path, state: dict) -> None:
     A crash or a full disk while writing leaves the previous checkpoint intact.
     """
     with atomic_open(path, "wb", fsync=True) as f:
-        torch.save({"version": CHECKPOINT_VERSION, **state}, f)
+        torch.save(state, f)
 
 
-def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint written by :func:`save_checkpoint`; a clear error for a missing or damaged file."""
+def rng_state() -> dict:
+    """Every generator's state as tensors and plain Python values (loadable with ``weights_only=True``)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"name": name, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
+                       "cached_gaussian": float(cached)}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    numpy_state = state["numpy"]
+    if isinstance(numpy_state, dict):
+        numpy_state = (numpy_state["name"], np.asarray(numpy_state["keys"], np.uint32), numpy_state["pos"],
+                       numpy_state["has_gauss"], numpy_state["cached_gaussian"])
+    np.random.set_state(numpy_state)  # version 1 kept numpy's own tuple
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ------------------------------------------------------------------------------------------------- reading
+
+
+def load_checkpoint(path: Path | str) -> dict:
+    """A checkpoint in the current layout (version 1 files upgraded in memory), on the CPU.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` (one line naming the file) for a damaged
+    file, a file that is not a cephalo checkpoint, or one written by a newer cephalo.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
-        # weights_only=False: our own file holds RNG states and the config (numpy and Python objects).
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # truncated zip, not a torch file, ...
-        raise ValueError(f"{path}: not a readable cephalo checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(state, dict) or "model" not in state:
-        raise ValueError(f"{path}: not a cephalo checkpoint (no 'model' entry)")
-    return state
+        with torch.serialization.safe_globals(_NUMPY_ARRAYS):  # version 1's numpy RNG state; no code, no classes
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, not a torch file, pickled objects beyond tensors and plain data, ...
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise ValueError(f"{path}: not a readable cephalo checkpoint ({type(e).__name__}: {first})") from None
+    version = state.get("version") if isinstance(state, dict) else None
+    if not isinstance(version, int) or "model" not in state:
+        raise ValueError(f"{path}: not a cephalo checkpoint (a cephalo checkpoint is the best.pt, last.pt or "
+                         "recovery.pt of a cephalo train run; ImageNet weights go to --pretrained)")
+    if version > CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: written by a newer cephalo (checkpoint format {version}; this one reads up to "
+                         f"{CHECKPOINT_VERSION}): upgrade cephalo")
+    return state if version == CHECKPOINT_VERSION else _upgrade_v1(state, path)
+
+
+def _upgrade_v1(state: dict, path: Path) -> dict:
+    missing = [k for k in ("model_name", "landmark_names", "preprocessing", "codec") if k not in state]
+    if missing:
+        raise ValueError(f"{path}: damaged checkpoint of format 1 (no {', '.join(missing)})")
+    pre, codec = state["preprocessing"], state["codec"]
+    spec = StageSpec.from_dict({"model_name": state["model_name"], "landmark_names": state["landmark_names"],
+                                "image_size": pre.get("image_size"), "stride": codec.get("stride"),
+                                "sigma": codec.get("sigma"), "grey_mean": pre.get("grey_mean", GREY_MEAN),
+                                "grey_std": pre.get("grey_std", GREY_STD)}, path)
+    upgraded = {k: v for k, v in state.items() if k not in ("model_name", "landmark_names", "preprocessing", "codec")}
+    return {**upgraded, "format": FORMAT, "version": CHECKPOINT_VERSION, "stages": {GLOBAL: spec.to_dict()}}
+
+
+def can_resume(state: dict, path: Path | str) -> None:
+    """Raises ``ValueError`` unless ``state`` holds a training run's full state."""
+    missing = [k for k in _RESUME_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"{path}: this checkpoint cannot be resumed (it has no {', '.join(missing)})")
+
+
+def read_stage(state: dict, path: Path | str, name: str = GLOBAL) -> Stage:
+    """Stage ``name`` of a loaded checkpoint: its description and the weights it predicts with (the EMA's when the
+    run kept one)."""
+    stages = state.get("stages") or {}
+    if name not in stages:
+        raise ValueError(f"{path}: the checkpoint has no {name} model (stages: {', '.join(stages) or 'none'})")
+    spec = StageSpec.from_dict(stages[name], path)
+    use_ema = state.get("predict_with") == "ema" and bool(state.get("ema"))
+    return Stage(spec, state["ema"]["module"] if use_ema else state["model"], "ema" if use_ema else "model")

@@ -12,6 +12,8 @@ import gc
 import torch
 
 from cephalo.engine.config import TrainConfig
+from cephalo.engine.progress import Progress
+from cephalo.engine.setup import Training
 from cephalo.models import LIGHTER_MODEL
 
 
@@ -40,6 +42,21 @@ def shrink(config: TrainConfig, micro_batch: int, checkpointing: bool, can_check
         return 1, True, ("out of GPU memory at micro-batch 1: gradient checkpointing switched on; "
                          "redoing this update")
     raise OutOfMemoryStop(remedies(config))
+
+
+def recover_from_oom(t: Training, p: Progress) -> str:
+    """Drop the partial gradients, free the failed step's memory and pick smaller settings (saved in ``p``, so a
+    resumed run keeps them), or stop; returns what changed."""
+    t.optimizer.zero_grad(set_to_none=True)
+    release_memory(t.device)
+    can_checkpoint = hasattr(t.raw_model, "set_grad_checkpointing")
+    micro, checkpointing, message = shrink(t.config, p.micro_batch or t.config.batch_size,
+                                           p.oom_checkpointing or t.config.gradient_checkpointing, can_checkpoint)
+    if checkpointing and not p.oom_checkpointing and not t.config.gradient_checkpointing:
+        t.raw_model.set_grad_checkpointing(True)
+        p.oom_checkpointing = True
+    p.micro_batch = micro
+    return message
 
 
 def remedies(config: TrainConfig) -> str:

@@ -1,4 +1,4 @@
-"""What a checkpoint holds, restoring it, and finding the one to resume from."""
+"""A run's checkpoint from its live objects, restoring a run from one, and finding the one to resume from."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import dataclasses
 import warnings
 from pathlib import Path
 
-from cephalo.engine.checkpoint import load_checkpoint, rng_state, set_rng_state
+from cephalo.engine.checkpoint import StageSpec, build_state, can_resume, load_checkpoint, set_rng_state
 from cephalo.engine.config import TrainConfig
-from cephalo.engine.loop import Progress
+from cephalo.engine.progress import Progress, Tracker
 from cephalo.engine.setup import Training
-from cephalo.preprocessing.normalize import GREY_MEAN, GREY_STD
 
 # Options a resumed run may change; everything else comes from the checkpoint so the run continues as it was.
 RESUME_OVERRIDABLE = ("epochs", "max_updates", "num_workers", "progress", "early_stopping", "patience", "device",
@@ -20,30 +19,18 @@ RESUME_OVERRIDABLE = ("epochs", "max_updates", "num_workers", "progress", "early
 RESUMABLE = ("recovery.pt", "last.pt")
 
 
-def checkpoint_state(t: Training, progress: Progress, tracker: dict, metrics: dict) -> dict:
-    return {
-        "model": t.raw_model.state_dict(),
-        "ema": t.ema.state_dict() if t.ema is not None else None,
-        "predict_with": "ema" if t.ema is not None else "model",
-        "optimizer": t.optimizer.state_dict(),
-        "scheduler": t.scheduler.state_dict(),
-        "scaler": t.scaler.state_dict(),
-        "epoch": progress.epoch,  # epochs completed
-        "updates": progress.updates,
-        "progress": progress.state_dict(),
-        "rng": rng_state(),
-        "config": t.config.to_dict(),
-        "model_name": t.config.model,
-        "landmark_names": list(t.train_set.landmark_names),
-        "preprocessing": {"image_size": list(t.config.image_size), "letterbox": "centred, zero padding",
-                          "grey_mean": GREY_MEAN, "grey_std": GREY_STD},
-        "codec": {"stride": t.codec.stride, "sigma": t.codec.sigma},
-        "tracker": dict(tracker),
-        "metrics": {k: v for k, v in metrics.items() if k != "val_errors_mm"},
-    }
+def checkpoint_state(t: Training, progress: Progress, tracker: Tracker, metrics: dict) -> dict:
+    """The checkpoint of ``t`` now (:func:`cephalo.engine.checkpoint.build_state`)."""
+    stage = StageSpec(model_name=t.config.model, landmark_names=t.train_set.landmark_names,
+                      image_size=t.config.image_size, stride=t.codec.stride, sigma=t.codec.sigma)
+    return build_state(stage=stage, model=t.raw_model.state_dict(),
+                       ema=t.ema.state_dict() if t.ema is not None else None, optimizer=t.optimizer.state_dict(),
+                       scheduler=t.scheduler.state_dict(), scaler=t.scaler.state_dict(),
+                       progress=progress.state_dict(), tracker=tracker.state_dict(),
+                       metrics={k: v for k, v in metrics.items() if k != "val_errors_mm"}, config=t.config.to_dict())
 
 
-def restore(t: Training, state: dict) -> tuple[Progress, dict]:
+def restore(t: Training, state: dict) -> tuple[Progress, Tracker]:
     t.raw_model.load_state_dict(state["model"])
     if t.ema is not None and state.get("ema") is not None:
         t.ema.load_state_dict(state["ema"])
@@ -51,8 +38,7 @@ def restore(t: Training, state: dict) -> tuple[Progress, dict]:
     t.scheduler.load_state_dict(state["scheduler"])
     t.scaler.load_state_dict(state["scaler"])
     set_rng_state(state["rng"])
-    tracker = {**state["tracker"], "stopped_because": None}  # why the earlier process stopped is history now
-    return Progress.from_state_dict(state["progress"], t.device), tracker
+    return Progress.from_state_dict(state["progress"], t.device), Tracker.from_state_dict(state["tracker"])
 
 
 def newest_checkpoint(run_dir: Path) -> tuple[Path, dict]:
@@ -103,8 +89,7 @@ def resolve_resume(config: TrainConfig) -> tuple[TrainConfig, dict | None, Path 
             return dataclasses.replace(config, resume=None), None, None
     else:
         path, state = newest_checkpoint(resume_source(config))
-    if "progress" not in state:
-        raise ValueError(f"{path}: this checkpoint cannot be resumed (written by an older cephalo)")
+    can_resume(state, path)
     defaults = TrainConfig()
     values = dict(state["config"])
     for key in RESUME_OVERRIDABLE:

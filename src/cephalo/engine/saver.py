@@ -7,10 +7,9 @@ import time
 import warnings
 from pathlib import Path
 
-import torch
-
 from cephalo.engine.checkpoint import save_checkpoint
-from cephalo.engine.loop import NonFiniteError, Progress
+from cephalo.engine.finite import NonFiniteError, all_finite
+from cephalo.engine.progress import Progress, Tracker
 from cephalo.engine.resume import checkpoint_state
 from cephalo.engine.setup import Training
 
@@ -21,13 +20,12 @@ class CheckpointWriter:
         self.last_recovery_time = time.monotonic()
         self.last_recovery_update: int | None = None
 
-    def save(self, name: str, progress: Progress, tracker: dict, metrics: dict) -> bool:
+    def save(self, name: str, progress: Progress, tracker: Tracker, metrics: dict) -> bool:
         """Write ``run_dir/name``; False (with a warning) if the disk refused, the previous file being intact.
         Only rank 0 writes."""
         if not self.t.dist.is_main:
             return True
-        weights = [p for p in self.t.raw_model.parameters()]
-        if not bool(torch.stack(torch._foreach_norm(weights)).isfinite().all()):
+        if not all_finite(list(self.t.raw_model.parameters())):
             raise NonFiniteError(f"the weights are not finite: {name} was not written, the previous one is intact")
         path = self.run_dir / name
         try:
@@ -44,7 +42,7 @@ class CheckpointWriter:
             return progress.updates % c.recovery_interval == 0 and progress.updates != self.last_recovery_update
         return time.monotonic() - self.last_recovery_time >= c.recovery_minutes * 60
 
-    def recovery(self, progress: Progress, tracker: dict, metrics: dict) -> None:
+    def recovery(self, progress: Progress, tracker: Tracker, metrics: dict) -> None:
         """``recovery.pt``, overwritten in place, so that a crash costs at most one interval of work."""
         self.save("recovery.pt", progress, tracker, metrics)
         self.last_recovery_time, self.last_recovery_update = time.monotonic(), progress.updates

@@ -30,10 +30,11 @@ from cephalo.models import create_model
 from cephalo.preprocessing.cached_dataset import CachedLandmarkDataset
 
 
-@dataclass
+@dataclass(frozen=True)
 class Training:
-    """The live objects of a run. ``model`` is what runs forward (maybe compiled); ``raw_model`` is the plain module
-    whose ``state_dict`` is saved and which the EMA follows."""
+    """The live objects of a run, built once by :func:`build_training` and never reassigned (what changes while
+    training is in :mod:`cephalo.engine.progress`). ``model`` is what runs forward (maybe compiled, maybe DDP);
+    ``raw_model`` is the plain module whose ``state_dict`` is saved and which the EMA follows."""
 
     config: TrainConfig
     dist: Dist
@@ -54,10 +55,8 @@ class Training:
     ema: ModelEma | None
     augment: AugmentConfig | None
     updates_per_epoch: int
-    notes: list[str]
-    compile_seconds: float | None = None  # wall time of the first update, compilation included (--use_compile)
-    compile_images: int = 0  # images of that update: left out of the first epoch's images/s until reported
-    val_micro_batch: int = 0  # images per validation forward after an out-of-memory error; 0: the whole batch
+    data_note: str  # which splits train and validate, and their sizes
+    notes: tuple[str, ...]  # what setup chose or ignored, one line each (printed at the start)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -93,7 +92,6 @@ def build_training(config: TrainConfig, model: nn.Module | None = None) -> Train
     train_set, val_set, data_note = build_datasets(config)
     if info.enabled and info.is_main:
         dist.barrier()
-    notes.append(data_note)
     if config.vram_budget_gb:
         notes.append(apply_vram_budget(device, config.vram_budget_gb))
 
@@ -141,4 +139,4 @@ def build_training(config: TrainConfig, model: nn.Module | None = None) -> Train
     return Training(config, info, device, precision, codec, train_set, val_set, sampler, train_loader, val_loader,
                     model, forward_model, eval_forward, optimizer, scheduler, precision.grad_scaler(), ema,
                     None if config.augmentation == "none" else AugmentConfig.for_level(config.augmentation),
-                    updates_per_epoch, notes)
+                    updates_per_epoch, data_note, tuple(notes))

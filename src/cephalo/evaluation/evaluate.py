@@ -20,7 +20,8 @@ class Evaluation:
     """A scored predictions file: the report plus the per-instance numbers behind it (for plots and galleries).
 
     Attributes:
-        report: what :func:`evaluate_predictions` returns.
+        report: :func:`~cephalo.metrics.landmark_report` plus ``images``, ``missing``, ``unmatched_predictions``
+            and ``per_image_mre_mm``.
         record_indices: ``(N,)`` index into the evaluated records of each scored image, in record order.
         errors_mm: ``(N, K)`` radial errors in mm, landmarks in the dataset's order.
         predicted, target: ``(N, K, 2)`` original pixel coordinates, landmarks in the dataset's order.
@@ -33,22 +34,6 @@ class Evaluation:
     target: np.ndarray
 
 
-def evaluate_predictions(
-    records: list[LandmarkRecord],
-    landmark_names: tuple[str, ...],
-    predictions: dict[str, np.ndarray],
-    allow_missing: bool = False,
-    thresholds_mm: tuple[float, ...] = SDR_THRESHOLDS_MM,
-) -> dict:
-    """Score ``predictions`` (``{image: (K, 2)}`` original pixels, landmarks named ``landmark_names``).
-
-    Every record needs a prediction unless ``allow_missing`` (scoring a subset silently would flatter a model).
-    Landmarks are matched by name; the predictions may hold extra landmarks.
-    Returns the :func:`landmark_report` plus ``images``, ``missing`` and ``per_image`` MRE.
-    """
-    return score_predictions(records, landmark_names, predictions, allow_missing, thresholds_mm).report
-
-
 def score_predictions(
     records: list[LandmarkRecord],
     landmark_names: tuple[str, ...],
@@ -56,7 +41,12 @@ def score_predictions(
     allow_missing: bool = False,
     thresholds_mm: tuple[float, ...] = SDR_THRESHOLDS_MM,
 ) -> Evaluation:
-    """:func:`evaluate_predictions`, keeping the per-instance errors and coordinates (an :class:`Evaluation`)."""
+    """Score ``predictions`` (``{image: (K, 2)}`` original pixels, landmarks named ``landmark_names``).
+
+    Every record needs a prediction unless ``allow_missing`` (scoring a subset silently would flatter a model).
+    Landmarks are matched by name; the predictions may hold extra landmarks. Returns the report with the
+    per-instance errors and coordinates behind it (an :class:`Evaluation`, for plots and galleries).
+    """
     if not records:
         raise EvaluationError("the dataset split has no records to evaluate")
     names = records[0].landmark_names

@@ -1,4 +1,4 @@
-"""Exporting a trained checkpoint to ONNX: pixels in, heatmaps out, with the model facts in the file's metadata.
+"""Exporting a trained checkpoint to ONNX: pixels in, heatmaps out, with the model description in the metadata.
 
 The exported graph takes letterboxed grey images as float32 pixel values 0..255, ``image (B, 1, H, W)`` (a
 uint8 image cast to float32, nothing else), normalises them inside the graph exactly like training
@@ -33,13 +33,15 @@ from torch import nn
 
 from cephalo import __version__
 from cephalo.atomic import write_bytes
+from cephalo.engine.checkpoint import Stage
 from cephalo.inference.onnx_predictor import (
     FORMAT_VERSION,
     METADATA_KEY,
+    SPEC_KEYS,
     OnnxPredictor,
     require,
 )
-from cephalo.inference.predictor import load_trained_model
+from cephalo.inference.torch_predictor import load_trained_model
 from cephalo.preprocessing.normalize import GREY_MEAN, GREY_STD
 
 DEFAULT_OPSET = 18  # both exporters support it; onnxruntime >= 1.14, TensorRT >= 8.6, OpenVINO read it
@@ -78,29 +80,22 @@ class ExportReport:
     fallbacks: list[str] = field(default_factory=list)  # why earlier exporters were not used (auto mode)
 
 
-def load_model(checkpoint_path: Path | str) -> tuple[PixelsToHeatmaps, dict, dict]:
-    """The checkpoint's model (EMA weights when it predicts with them) wrapped for export, its facts (see
-    ``model_facts``) and ``{"weights": "ema" | "model", "epoch": ...}``."""
-    model, facts, origin = load_trained_model(checkpoint_path)
-    return PixelsToHeatmaps(model).eval(), facts, origin
-
-
-def export_metadata(facts: dict, origin: dict, checkpoint_path: Path | str) -> dict:
-    """The JSON stored under ``metadata_props['cephalo']``: the model facts plus how to feed the graph."""
+def export_metadata(stage: Stage, epoch: int | None, checkpoint_path: Path | str) -> dict:
+    """The JSON stored under ``metadata_props['cephalo']``: the stage's description plus how to feed the graph."""
+    spec = stage.spec.to_dict()
     return {
         "format_version": FORMAT_VERSION,
-        **facts,
-        "input": {"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", 1, *facts["image_size"]],
-                  "values": "grey pixel values 0..255 of the letterboxed image (centred, zero padding)"},
+        **{k: spec[k] for k in SPEC_KEYS},
+        "input": {"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", 1, *spec["image_size"]],
+                  "values": f"grey pixel values 0..255 of the letterboxed image ({stage.spec.letterbox})"},
         "output": {"name": OUTPUT_NAME, "dtype": "float32",
-                   "shape": ["batch", len(facts["landmark_names"]),
-                             *[s // facts["stride"] for s in facts["image_size"]]]},
-        "normalization": {"grey_mean": GREY_MEAN, "grey_std": GREY_STD, "in_graph": True,
+                   "shape": ["batch", len(spec["landmark_names"]), *stage.spec.heatmap_size]},
+        "normalization": {"grey_mean": stage.spec.grey_mean, "grey_std": stage.spec.grey_std, "in_graph": True,
                           "formula": "(image / 255 - grey_mean) / grey_std"},
         "decoding": "heatmap argmax + DARK sub-pixel refinement, not in the graph; pixel j of a heatmap is centred "
                     "on input coordinate j * stride + (stride - 1) / 2",
-        "weights": origin["weights"],
-        "epoch": origin["epoch"],
+        "weights": stage.weights_kind,
+        "epoch": epoch,
         "checkpoint": Path(checkpoint_path).name,
         "cephalo_version": __version__,
     }
@@ -204,8 +199,10 @@ def export_checkpoint(checkpoint_path: Path | str, out_path: Path | str, opset: 
     opset = DEFAULT_OPSET if opset is None else int(opset)
     out_path = Path(out_path)
     start = time.perf_counter()
-    module, facts, origin = load_model(checkpoint_path)
-    h, w = facts["image_size"]
+    model, stage, epoch = load_trained_model(checkpoint_path)
+    spec = stage.spec
+    module = PixelsToHeatmaps(model, spec.grey_mean, spec.grey_std).eval()
+    h, w = spec.image_size
     example = torch.randint(0, 256, (max(2, int(batch_size_hint)), 1, h, w), generator=torch.Generator().manual_seed(0))
     example = example.float()
 
@@ -228,36 +225,21 @@ def export_checkpoint(checkpoint_path: Path | str, out_path: Path | str, opset: 
 
     # The TorchScript exporter names the heatmap sizes symbolically (from the traced resize arithmetic) and may
     # reuse "batch" for them; H and W are fixed by the training size, so declare the exact shapes.
-    k = len(facts["landmark_names"])
     _declare_shape(proto.graph.input[0], ["batch", 1, h, w])
-    _declare_shape(proto.graph.output[0], ["batch", k, h // facts["stride"], w // facts["stride"]])
-    metadata = export_metadata(facts, origin, checkpoint_path)
+    _declare_shape(proto.graph.output[0], ["batch", len(spec.landmark_names), *spec.heatmap_size])
+    metadata = export_metadata(stage, epoch, checkpoint_path)
     others = [p for p in proto.metadata_props if p.key != METADATA_KEY]  # keep what the exporter wrote
     del proto.metadata_props[:]
     proto.metadata_props.extend(others)
     proto.metadata_props.add(key=METADATA_KEY, value=json.dumps(metadata))
-    proto.doc_string = (f"cephalo {facts['model_name']}: letterboxed grey image (float32 0..255) -> "
-                        f"{len(facts['landmark_names'])} landmark heatmaps at stride {facts['stride']}")
+    proto.doc_string = (f"cephalo {spec.model_name}: letterboxed grey image (float32 0..255) -> "
+                        f"{len(spec.landmark_names)} landmark heatmaps at stride {spec.stride}")
     onnx.checker.check_model(proto)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes(out_path, proto.SerializeToString(), fsync=True)
     return ExportReport(path=out_path, module=module, metadata=metadata, exporter=used, opset=opset,
                         seconds=time.perf_counter() - start, inputs=_value_info(proto.graph.input),
                         outputs=_value_info(proto.graph.output), fallbacks=failures)
-
-
-def export_onnx(checkpoint_path: Path | str, out_path: Path | str, opset: int | None = None,
-                batch_size_hint: int = 1) -> Path:
-    """Export a ``cephalo train`` checkpoint to an ONNX file; returns its path.
-
-    The graph: ``image (B, 1, H, W)`` float32 grey pixel values 0..255 of the letterboxed image (a uint8 image
-    cast to float32) -> ``heatmaps (B, K, H / stride, W / stride)`` float32, dynamic batch, normalisation inside.
-    Landmarks are not decoded in the graph: load the file with ``load_predictor`` (DARK decoding) or decode the
-    heatmaps yourself using the facts in ``metadata_props['cephalo']`` (JSON: landmark names, image size, stride,
-    sigma, model name, normalisation constants, format version). Uses the EMA weights when the run predicts with
-    them. Written atomically (a temporary file, then renamed). Needs ``pip install "cephalo[onnx]"``.
-    """
-    return export_checkpoint(checkpoint_path, out_path, opset, batch_size_hint).path
 
 
 def compare_with_torch(report: ExportReport, batch_size: int = 1, seed: int = 0) -> tuple[float, float]:

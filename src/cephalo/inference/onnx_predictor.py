@@ -1,7 +1,7 @@
 """Predicting with an ONNX model written by ``cephalo export``, on ONNX Runtime (no PyTorch model code needed).
 
-The file's metadata (key ``cephalo``, JSON) carries the same facts as a training checkpoint: landmark names,
-input size, heatmap stride and sigma. The graph takes letterboxed grey images as float32 pixel values 0..255,
+The file's metadata (key ``cephalo``, JSON) carries the checkpoint's model description (its ``StageSpec``):
+model name, landmark names, input size, heatmap stride and sigma, and the normalisation. The graph takes letterboxed grey images as float32 pixel values 0..255,
 ``image (B, 1, H, W)``, normalises them itself and returns ``heatmaps (B, K, H / stride, W / stride)``; landmarks
 are decoded here by the same DARK codec as for PyTorch checkpoints.
 
@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cephalo.engine.checkpoint import StageSpec
 from cephalo.inference.predictor import Predictor
 
 METADATA_KEY = "cephalo"
 FORMAT_VERSION = 1
 INSTALL_HINT = 'pip install "cephalo[onnx]"'
-_FACT_KEYS = ("model_name", "landmark_names", "image_size", "stride", "sigma")
+SPEC_KEYS = ("model_name", "landmark_names", "image_size", "stride", "sigma")  # the StageSpec fields it stores
 
 
 class OnnxUnavailableError(ImportError, ValueError):
@@ -46,7 +47,7 @@ def require(*names: str):
 
 
 def parse_metadata(text: str | None, source: Path | str) -> dict:
-    """The ``cephalo`` metadata JSON of an exported model -> a dict holding at least the model facts."""
+    """The ``cephalo`` metadata JSON of an exported model -> a dict holding at least :data:`SPEC_KEYS`."""
     hint = ("not exported by cephalo export (it has no 'cephalo' metadata); export a checkpoint with "
             "`cephalo export --checkpoint best.pt --format onnx --out model.onnx`")
     if not text:
@@ -55,7 +56,7 @@ def parse_metadata(text: str | None, source: Path | str) -> dict:
         meta = json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"{source}: damaged 'cephalo' metadata ({e}); export the checkpoint again") from None
-    if not isinstance(meta, dict) or any(k not in meta for k in _FACT_KEYS):
+    if not isinstance(meta, dict) or any(k not in meta for k in SPEC_KEYS):
         raise ValueError(f"{source}: {hint}")
     version = meta.get("format_version", 0)
     if not isinstance(version, int) or version > FORMAT_VERSION:
@@ -94,7 +95,9 @@ class OnnxPredictor(Predictor):
         except Exception as e:  # not protobuf, truncated, unsupported opset, ...
             raise ValueError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
         meta = parse_metadata(self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), path)
-        super().__init__({k: meta[k] for k in _FACT_KEYS})
+        normalization = meta.get("normalization") or {}
+        super().__init__(StageSpec.from_dict({**{k: meta[k] for k in SPEC_KEYS}, **{
+            k: normalization[k] for k in ("grey_mean", "grey_std") if k in normalization}}, path))
         self.metadata = meta
         self.path = path
         self.input_name = self.session.get_inputs()[0].name
