@@ -1,7 +1,9 @@
-"""cephalo.models: timm-compatible names/shapes, head output shapes, gradient checkpointing, pretrained loading."""
+"""cephalo.models: timm-compatible names/shapes, head output shapes, the model registry, gradient checkpointing,
+pretrained loading."""
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import sys
@@ -10,9 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import cephalo.models.resnet as resnet_module
+import cephalo.models.layers as layers_module
+import cephalo.models.registry as registry
 from cephalo.engine.monitor import saved_activation_bytes
-from cephalo.models import MODEL_NAMES, create_model, load_pretrained
+from cephalo.models import LIGHTER_MODEL, MODEL_NAMES, TIMM_NAMES, HeatmapModel, create_model, load_pretrained
+from cephalo.models.heads import HRNetHead, hrnet_head
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "timm-state-dicts"
 TIMM_NAME = {"hrnet_w18_small": "hrnet_w18_small_v2"}
@@ -107,6 +111,104 @@ def test_bad_arguments_raise():
         create_model("hrnet_w18_small", 5, head_stride=8)
 
 
+# --- the registry ----------------------------------------------------------------------------------------------------
+
+def test_registry_exports_the_known_models():
+    assert MODEL_NAMES == ("hrnet", "hrnet_w18_small", "hrnet_w18", "hrnet_w32", "hrnet_w48", "resnet50", "resnet101")
+    assert LIGHTER_MODEL == {"hrnet": "hrnet_w18", "hrnet_w32": "hrnet_w18", "hrnet_w48": "hrnet_w32",
+                             "hrnet_w18": "hrnet_w18_small", "resnet101": "resnet50"}
+    assert TIMM_NAMES == {"hrnet_w18_small": "hrnet_w18_small_v2"}
+    assert registry.get_model_spec("hrnet") is registry.get_model_spec("hrnet_w32")
+
+
+class ToyBackbone(torch.nn.Module):
+    """One strided conv: ``forward(x (B, in_chans, H, W)) -> [(B, 8, H/4, W/4)]``."""
+
+    def __init__(self, in_chans: int = 1, width: int = 8):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(in_chans, width, 3, stride=4, padding=1)
+        self.out_channels = (width,)
+        self.grad_checkpointing = False
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    def forward(self, x):
+        return [self.conv(x)]
+
+
+@pytest.fixture
+def toy_registered():
+    """Registers ``toy`` (alias ``toy_alias``, lighter ``hrnet_w18_small``) and removes it afterwards."""
+    registry.register_model("toy", backbone=ToyBackbone, head=hrnet_head, timm_name="toy_v2",
+                            lighter="hrnet_w18_small")
+    registry.register_alias("toy_alias", "toy")
+    yield "toy"
+    if "toy" in registry.model_names():
+        registry.unregister("toy")  # its alias goes with it
+
+
+def test_registered_toy_backbone_is_built_by_create_model(toy_registered):
+    model = create_model("toy", num_landmarks=3, in_chans=2, head_stride=2)
+    assert isinstance(model, HeatmapModel) and isinstance(model.backbone, ToyBackbone)
+    assert isinstance(model.head, HRNetHead) and model.backbone.conv.in_channels == 2
+    assert model(torch.randn(1, 2, 32, 32)).shape == (1, 3, 16, 16)
+    assert isinstance(create_model("toy_alias", num_landmarks=1).backbone, ToyBackbone)
+    model.set_grad_checkpointing(True)
+    assert model.backbone.grad_checkpointing and model.head.grad_checkpointing
+
+    # aliases first, then the models, each in registration order
+    assert registry.model_names() == ("hrnet", "toy_alias", *MODEL_NAMES[1:], "toy")
+    assert registry.lighter_models()["toy"] == "hrnet_w18_small"
+    assert registry.lighter_models()["toy_alias"] == "hrnet_w18_small"
+    assert registry.timm_names()["toy"] == "toy_v2"
+
+
+def test_unregister_removes_the_toy_backbone(toy_registered):
+    registry.unregister(toy_registered)
+    assert "toy" not in registry.model_names() and "toy_alias" not in registry.model_names()
+    with pytest.raises(ValueError, match="unknown model 'toy'"):
+        create_model("toy", 3)
+    with pytest.raises(ValueError, match="cannot unregister 'toy': not registered"):
+        registry.unregister("toy")
+
+
+def test_registering_a_name_twice_raises(toy_registered):
+    with pytest.raises(ValueError, match="'toy' is already registered as a model"):
+        registry.register_model("toy", backbone=ToyBackbone, head=hrnet_head)
+    with pytest.raises(ValueError, match="'hrnet' is already registered as an alias"):
+        registry.register_model("hrnet", backbone=ToyBackbone, head=hrnet_head)
+    with pytest.raises(ValueError, match="'resnet50' is already registered as a model"):
+        registry.register_alias("resnet50", "toy")
+    with pytest.raises(ValueError, match="target model 'nothing' is not registered"):
+        registry.register_alias("toy_2", "nothing")
+    assert registry.model_names().count("toy") == 1
+
+
+def test_unregistered_lighter_model_raises():
+    registry.register_model("toy_big", backbone=ToyBackbone, head=hrnet_head, lighter="toy_tiny")
+    try:
+        with pytest.raises(ValueError, match="'toy_big': lighter model 'toy_tiny' is not registered"):
+            registry.lighter_models()
+    finally:
+        registry.unregister("toy_big")
+
+
+def test_unknown_model_error_lists_the_valid_names():
+    with pytest.raises(ValueError) as error:
+        create_model("vit_b16", 5)
+    assert str(error.value) == f"unknown model 'vit_b16'; choose one of {', '.join(MODEL_NAMES)}"
+    assert "hrnet_w18_small" in str(error.value) and "resnet101" in str(error.value)
+
+
+def test_registry_imports_no_architecture_module():
+    """Layering: the architecture modules import the registry, never the reverse."""
+    tree = ast.parse(Path(registry.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not any(name.startswith("cephalo") for name in imported), imported
+
+
 # --- gradient checkpointing ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["hrnet_w18_small", "resnet50"])
@@ -145,8 +247,8 @@ def test_grad_checkpointing_lowers_saved_activation_memory(name):
 
 def test_grad_checkpointing_only_in_training_with_grad(monkeypatch):
     calls = []
-    real = resnet_module.checkpoint
-    monkeypatch.setattr(resnet_module, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = layers_module.checkpoint
+    monkeypatch.setattr(layers_module, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
     model = create_model("hrnet_w18_small", num_landmarks=2)
     model.set_grad_checkpointing(True)
     x = torch.randn(1, 1, 64, 64)

@@ -4,7 +4,8 @@
     heatmaps = model(images)  # (B, 1, H, W) -> (B, 19, H/4, W/4)
 
 ``model.backbone`` has timm's parameter names (ImageNet weights load by name, see ``load_pretrained``);
-``model.head`` is the heatmap head. H and W should be multiples of 32.
+``model.head`` is the heatmap head. H and W should be multiples of 32. The names and how each is built come from
+the registry (``registry.py``), filled by the architecture modules imported below.
 """
 
 from __future__ import annotations
@@ -14,17 +15,29 @@ from pathlib import Path
 import torch.nn as nn
 from torch import Tensor
 
+# Importing an architecture module registers its models, in this order (the order of MODEL_NAMES): a new
+# backbone module gets one import line here and nothing else.
+from cephalo.models import hrnet, resnet  # noqa: F401
 from cephalo.models.heads import HEAD_STRIDES, HRNetHead, SimpleBaselineHead
-from cephalo.models.hrnet import HRNET_CONFIGS, HRNetBackbone
+from cephalo.models.hrnet import HRNetBackbone
 from cephalo.models.pretrained import LoadReport, load_pretrained, read_checkpoint
+from cephalo.models.registry import (
+    ModelSpec,
+    get_model_spec,
+    lighter_models,
+    model_names,
+    register_alias,
+    register_model,
+    timm_names,
+)
 from cephalo.models.resnet import ResNetBackbone
 
-MODEL_NAMES = ("hrnet", "hrnet_w18_small", "hrnet_w18", "hrnet_w32", "hrnet_w48", "resnet50", "resnet101")
-_ALIASES = {"hrnet": "hrnet_w32"}
-# The next lighter network of each (the user's note: W18 instead of W32, ResNet-50 instead of ResNet-101)
-LIGHTER_MODEL = {"hrnet": "hrnet_w18", "hrnet_w32": "hrnet_w18", "hrnet_w48": "hrnet_w32",
-                 "hrnet_w18": "hrnet_w18_small", "resnet101": "resnet50"}
-TIMM_NAMES = {"hrnet_w18_small": "hrnet_w18_small_v2"}  # our name -> timm's, for finding its weights
+# Snapshots of the registry once the modules above have registered: the --model choices, the next lighter network
+# of each (the out-of-memory advice: W18 instead of W32, ResNet-50 instead of ResNet-101) and timm's names where
+# they differ from ours (for finding the ImageNet weights).
+MODEL_NAMES = model_names()
+LIGHTER_MODEL = lighter_models()
+TIMM_NAMES = timm_names()
 
 
 class HeatmapModel(nn.Module):
@@ -49,21 +62,16 @@ class HeatmapModel(nn.Module):
 
 def create_model(name: str, num_landmarks: int, in_chans: int = 1, head_stride: int = 4,
                  pretrained: str | Path | None = None) -> HeatmapModel:
-    """Build ``name`` (one of ``MODEL_NAMES``; ``hrnet`` is ``hrnet_w32``) predicting ``num_landmarks`` heatmaps at
-    ``head_stride`` 4, 2 or 1; ``pretrained`` is an optional timm-format checkpoint loaded into the backbone."""
-    if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    """Build the registered model ``name`` (one of ``MODEL_NAMES``; ``hrnet`` is ``hrnet_w32``) predicting
+    ``num_landmarks`` heatmaps at ``head_stride`` 4, 2 or 1; ``pretrained`` is an optional timm-format checkpoint
+    loaded into the backbone."""
+    spec = get_model_spec(name)  # raises for an unknown name, listing the registered ones
     if num_landmarks < 1:
         raise ValueError(f"num_landmarks must be >= 1, got {num_landmarks}")
     if head_stride not in HEAD_STRIDES:
         raise ValueError(f"head_stride must be one of {HEAD_STRIDES}, got {head_stride!r}")
-    name = _ALIASES.get(name, name)
-    if name in HRNET_CONFIGS:
-        backbone = HRNetBackbone.from_name(name, in_chans=in_chans)
-        head = HRNetHead(backbone.out_channels, num_landmarks, head_stride)
-    else:
-        backbone = ResNetBackbone(depth=int(name.removeprefix("resnet")), in_chans=in_chans)
-        head = SimpleBaselineHead(backbone.out_channels[-1], num_landmarks, head_stride)
+    backbone = spec.backbone(in_chans=in_chans)
+    head = spec.head(backbone, num_landmarks, head_stride)
     model = HeatmapModel(backbone, head, num_landmarks, head_stride)
     if pretrained is not None:
         load_pretrained(model, pretrained)
@@ -71,6 +79,8 @@ def create_model(name: str, num_landmarks: int, in_chans: int = 1, head_stride: 
 
 
 __all__ = [
-    "MODEL_NAMES", "TIMM_NAMES", "HeatmapModel", "create_model", "HRNetBackbone", "ResNetBackbone", "HRNetHead",
-    "SimpleBaselineHead", "LoadReport", "load_pretrained", "read_checkpoint",
+    "MODEL_NAMES", "LIGHTER_MODEL", "TIMM_NAMES", "HeatmapModel", "create_model",
+    "ModelSpec", "register_model", "register_alias", "get_model_spec",
+    "HRNetBackbone", "ResNetBackbone", "HRNetHead", "SimpleBaselineHead", "LoadReport", "load_pretrained",
+    "read_checkpoint",
 ]

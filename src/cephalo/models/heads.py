@@ -5,6 +5,9 @@
 - ``SimpleBaselineHead`` (Xiao et al. 2018) for ResNet: three 4x4 stride-2 deconvolutions (256 ch, BN, ReLU)
   from stride 32 to stride 4, then a 1x1 conv to K heatmaps.
 
+``hrnet_head`` and ``simple_baseline_head`` build one for a given backbone: they are what a model is registered
+with as its ``head`` (``registry.register_model``).
+
 ``head_stride`` 2 or 1 adds one or two "bilinear x2 + 3x3 conv + BN + ReLU" stages before the final 1x1 conv, so
 heatmaps come out at half or full input resolution (the CL-Detection 2023 winner predicted full-resolution
 heatmaps at 1024²). Those stages are narrow (``upsample_channels``, 64 then 32 by default) because their maps
@@ -19,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from cephalo.models.resnet import batch_norm, checkpoint_call, conv_bn_relu, init_weights
+from cephalo.models.layers import batch_norm, checkpoint_call, conv_bn_relu, init_weights
 
 HEAD_STRIDES = (4, 2, 1)
 
@@ -116,3 +119,13 @@ class SimpleBaselineHead(_HeatmapHead):
         for layer in self.deconv:
             x = checkpoint_call(layer, layer, x) if ckpt else layer(x)
         return self._tail(x, ckpt)
+
+
+def hrnet_head(backbone: nn.Module, num_landmarks: int, head_stride: int) -> HRNetHead:
+    """An ``HRNetHead`` fusing every one of ``backbone``'s feature maps (``backbone.out_channels``)."""
+    return HRNetHead(backbone.out_channels, num_landmarks, head_stride)
+
+
+def simple_baseline_head(backbone: nn.Module, num_landmarks: int, head_stride: int) -> SimpleBaselineHead:
+    """A ``SimpleBaselineHead`` on ``backbone``'s last (stride-32) feature map."""
+    return SimpleBaselineHead(backbone.out_channels[-1], num_landmarks, head_stride)

@@ -15,12 +15,15 @@ branches resampled to its resolution. ``HRNetBackbone(...).state_dict()`` names 
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from cephalo.models.resnet import (
+from cephalo.models.heads import hrnet_head
+from cephalo.models.layers import (
     BasicBlock,
     Bottleneck,
     batch_norm,
@@ -29,6 +32,7 @@ from cephalo.models.resnet import (
     conv_bn_relu,
     init_weights,
 )
+from cephalo.models.registry import register_alias, register_model
 
 # width C, Bottleneck blocks in layer1, HRModules in stages 2-4, BasicBlocks per branch (timm's configs)
 HRNET_CONFIGS = {
@@ -158,3 +162,16 @@ class HRNetBackbone(nn.Module):
             for module in stage:
                 xs = list(checkpoint_call(module, _run_module(module), *xs)) if ckpt else module(xs)
         return xs
+
+
+def _register(name: str, **kwargs) -> None:
+    """Register ``HRNET_CONFIGS[name]`` with the HRNet head (``kwargs``: ``timm_name``, ``lighter``)."""
+    register_model(name, backbone=partial(HRNetBackbone.from_name, name), head=hrnet_head, **kwargs)
+
+
+# lightest first (the order of the --model choices); ``lighter`` is what the out-of-memory advice suggests
+_register("hrnet_w18_small", timm_name="hrnet_w18_small_v2")
+_register("hrnet_w18", lighter="hrnet_w18_small")
+_register("hrnet_w32", lighter="hrnet_w18")
+_register("hrnet_w48", lighter="hrnet_w32")
+register_alias("hrnet", "hrnet_w32")  # HRNetV2's usual width
