@@ -67,3 +67,15 @@ def tiny_heatmap_model(num_landmarks: int = 3):
     from cephalo.models import HeatmapModel
 
     return HeatmapModel(TinyBackbone(), TinyHead(num_landmarks), num_landmarks, stride=4)
+
+
+class TinyHeatmapNet(nn.Module):
+    """No BatchNorm: its outputs do not depend on how samples are grouped into batches."""
+
+    def __init__(self, num_landmarks: int = 3, stride: int = 4):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.ReLU(),
+                                 nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, num_landmarks, 1))
+
+    def forward(self, x):
+        return self.net(x)

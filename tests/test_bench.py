@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cephalo.bench.run import parse_worker_output
-from cephalo.bench.techniques import ROW_NAMES, build_rows, lighter_model, parse_techniques, save_frequency_gain
+from cephalo.bench.techniques import ROW_NAMES, build_rows, parse_techniques, save_frequency_gain
 from cephalo.bench.worker import FAIL_ENV, error_result
 from cephalo.cli.main import main
 from cephalo.engine.monitor import peak_rss_bytes
@@ -61,11 +61,6 @@ def test_technique_list_in_table_order():
 
 
 def test_lighter_model_mapping():
-    assert lighter_model("hrnet") == lighter_model("hrnet_w32") == "hrnet_w18"
-    assert lighter_model("hrnet_w48") == "hrnet_w32"
-    assert lighter_model("hrnet_w18") == "hrnet_w18_small"
-    assert lighter_model("resnet101") == "resnet50"
-    assert lighter_model("hrnet_w18_small") is None and lighter_model("resnet50") is None
     rows = build_rows(["lighter_model"], {"model": "resnet50", "augmentation": "full"}, 8, "default")
     assert rows[0].overrides is None and "no lighter model than resnet50" in rows[0].note
 

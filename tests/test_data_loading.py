@@ -11,10 +11,10 @@ from cephalo.engine.config import parse_args
 from cephalo.engine.data import build_loader
 from cephalo.engine.prefetch import DevicePrefetcher
 from cephalo.engine.setup import build_training
-from tests.test_engine import TinyHeatmapNet, tiny_config  # noqa: F401 -- fixture
+from tests.helpers import TinyHeatmapNet
 
 
-def test_loader_flags_take_effect(tiny_config):  # noqa: F811
+def test_loader_flags_take_effect(tiny_config):
     config = dataclasses.replace(tiny_config, num_workers=2, prefetch_factor=4)
     t = build_training(config, TinyHeatmapNet())
     loader = t.train_loader
@@ -36,7 +36,7 @@ def test_on_by_default_options_have_no_flags():
     assert parse_args(["--pin_memory"]).pin_memory  # the user's spelling is accepted
 
 
-def test_prefetcher_yields_the_loader_batches_on_the_device(tiny_config):  # noqa: F811
+def test_prefetcher_yields_the_loader_batches_on_the_device(tiny_config):
     t = build_training(tiny_config, TinyHeatmapNet())
     plain = list(t.train_loader)
     for overlap in (True, False):
@@ -47,7 +47,7 @@ def test_prefetcher_yields_the_loader_batches_on_the_device(tiny_config):  # noq
             assert images2.device == t.device and images2.dtype == torch.uint8
 
 
-def test_workers_start_with_spawn_as_on_windows(tiny_config):  # noqa: F811
+def test_workers_start_with_spawn_as_on_windows(tiny_config):
     """Windows has no fork: the dataset goes to each worker pickled, and workers import everything afresh."""
     t = build_training(tiny_config, TinyHeatmapNet())
     pickle.dumps(t.train_set)
@@ -59,7 +59,7 @@ def test_workers_start_with_spawn_as_on_windows(tiny_config):  # noqa: F811
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_side_stream_prefetcher_on_cuda(tiny_config):  # noqa: F811
+def test_side_stream_prefetcher_on_cuda(tiny_config):
     t = build_training(dataclasses.replace(tiny_config, device="cuda"), TinyHeatmapNet())
     assert t.train_loader.pin_memory
     for (images, _, _), (fetched, _, _) in zip(t.train_loader, DevicePrefetcher(t.train_loader, t.device)):

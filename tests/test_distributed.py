@@ -12,8 +12,7 @@ from cephalo.engine.checkpoint import load_checkpoint
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.data import EpochSampler
 from cephalo.engine.trainer import fit
-from tests.helpers import write_csv_dataset
-from tests.test_engine import TinyHeatmapNet, tiny_config  # noqa: F401 -- fixture
+from tests.helpers import TinyHeatmapNet, write_csv_dataset
 
 
 def free_port() -> int:
@@ -31,7 +30,7 @@ def train_rank(rank: int, world_size: int, port: int, config: TrainConfig) -> No
 
 
 @pytest.fixture
-def config(tiny_config):  # noqa: F811
+def config(tiny_config):
     return dataclasses.replace(tiny_config, use_ema=True)
 
 

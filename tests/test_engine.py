@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from cephalo.engine.checkpoint import load_checkpoint, read_stage
-from cephalo.engine.config import TrainConfig
 from cephalo.engine.data import micro_batch_weights
 from cephalo.engine.ema import ModelEma
 from cephalo.engine.loop import train_one_epoch
@@ -17,28 +16,7 @@ from cephalo.engine.progress import Progress, Tracker
 from cephalo.engine.schedule import warmup_cosine
 from cephalo.engine.setup import build_training
 from cephalo.engine.trainer import fit
-from tests.helpers import write_csv_dataset
-
-
-class TinyHeatmapNet(nn.Module):
-    """No BatchNorm: its outputs do not depend on how samples are grouped into batches."""
-
-    def __init__(self, num_landmarks: int = 3, stride: int = 4):
-        super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.ReLU(),
-                                 nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, num_landmarks, 1))
-
-    def forward(self, x):
-        return self.net(x)
-
-
-@pytest.fixture
-def tiny_config(tmp_path):
-    csv_path, _ = write_csv_dataset(tmp_path / "data", n=10, size=(40, 32))
-    return TrainConfig(dataset_path=str(csv_path), augmentation="none",  # exact comparisons
-                       image_size=(32, 32), head_stride=4, batch_size=2, epochs=2, lr=1e-2,
-                       warmup_epochs=0.5, num_workers=0, val_fraction=0.2, output_dir=str(tmp_path / "runs"),
-                       run_name="run", progress=False, cache_dir=str(tmp_path / "cache"))
+from tests.helpers import TinyHeatmapNet
 
 
 def test_micro_batch_weights_sum_to_one_per_group():

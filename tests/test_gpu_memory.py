@@ -8,7 +8,7 @@ import torch
 from cephalo.engine.config import parse_args
 from cephalo.engine.gpu_memory import apply_vram_budget, pick_micro_batch
 from cephalo.engine.setup import build_training
-from tests.test_engine import TinyHeatmapNet, tiny_config  # noqa: F401 -- fixture
+from tests.helpers import TinyHeatmapNet
 
 GiB = 2**30
 
@@ -40,7 +40,7 @@ def test_on_cpu_the_options_say_what_they_did(tiny_config, capsys):  # noqa: F81
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_auto_micro_batch_measures_on_cuda(tiny_config):  # noqa: F811
+def test_auto_micro_batch_measures_on_cuda(tiny_config):
     config = dataclasses.replace(tiny_config, device="cuda", auto_micro_batch=True, batch_size=1,
                                  gradient_accumulation_steps=4, vram_budget_gb=4.0)
     t = build_training(config, TinyHeatmapNet())

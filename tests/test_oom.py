@@ -14,7 +14,7 @@ from cephalo.engine.oom import OutOfMemoryStop, remedies, shrink
 from cephalo.engine.progress import Progress
 from cephalo.engine.setup import build_training
 from cephalo.engine.trainer import fit
-from tests.test_engine import TinyHeatmapNet, tiny_config  # noqa: F401 -- fixture
+from tests.helpers import TinyHeatmapNet
 
 
 class MemoryLimitedNet(nn.Module):
@@ -46,7 +46,7 @@ class MemoryLimitedNet(nn.Module):
 
 
 @pytest.fixture
-def config(tiny_config):  # noqa: F811
+def config(tiny_config):
     """The engine tests' tiny run, with a batch of 4 and the user's model name (for the remedies)."""
     return dataclasses.replace(tiny_config, batch_size=4, model="hrnet_w32")
 

@@ -18,12 +18,11 @@ from cephalo.engine.checkpoint import load_checkpoint
 from cephalo.engine.finite import NonFiniteError
 from cephalo.engine.resume import newest_checkpoint
 from cephalo.engine.trainer import fit
-from tests.helpers import write_csv_dataset
-from tests.test_engine import TinyHeatmapNet, tiny_config  # noqa: F401 -- fixture
+from tests.helpers import TinyHeatmapNet, write_csv_dataset
 
 
 @pytest.fixture
-def config(tiny_config):  # noqa: F811
+def config(tiny_config):
     return dataclasses.replace(tiny_config, epochs=3, use_ema=True)
 
 

@@ -9,7 +9,7 @@ from torch import nn
 from cephalo.engine.loop import train_one_epoch
 from cephalo.engine.progress import Progress
 from cephalo.engine.setup import build_training
-from tests.test_engine import TinyHeatmapNet, tiny_config  # noqa: F401 -- fixture
+from tests.helpers import TinyHeatmapNet
 
 
 class LayoutRecorder(TinyHeatmapNet):
@@ -34,20 +34,20 @@ def test_channels_last_reaches_the_weights_and_every_batch(tiny_config, channels
     assert len(model.layouts) == 2 and all(layout == channels_last for layout in model.layouts)
 
 
-def test_fused_optimizer_on_cpu_uses_foreach_and_says_so(tiny_config):  # noqa: F811
+def test_fused_optimizer_on_cpu_uses_foreach_and_says_so(tiny_config):
     t = build_training(dataclasses.replace(tiny_config, fused_optimizer=True), TinyHeatmapNet())
     assert t.optimizer.defaults["foreach"] and not t.optimizer.defaults["fused"]
     assert "optimizer: AdamW, foreach implementation (fused needs CUDA)" in t.notes
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_fused_optimizer_on_cuda(tiny_config):  # noqa: F811
+def test_fused_optimizer_on_cuda(tiny_config):
     t = build_training(dataclasses.replace(tiny_config, fused_optimizer=True, device="cuda"), TinyHeatmapNet())
     assert t.optimizer.defaults["fused"] and "optimizer: AdamW, fused implementation" in t.notes
     train_one_epoch(t, Progress(loss_sum=torch.zeros((), device=t.device)), after_update=lambda p: p.updates >= 1)
 
 
-def test_model_without_ema_validates_with_the_forward_model(tiny_config):  # noqa: F811
+def test_model_without_ema_validates_with_the_forward_model(tiny_config):
     t = build_training(tiny_config, TinyHeatmapNet())
     assert t.eval_forward is t.raw_model
     with_ema = build_training(dataclasses.replace(tiny_config, use_ema=True), TinyHeatmapNet())

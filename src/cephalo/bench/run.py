@@ -8,43 +8,50 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cephalo
 from cephalo.bench.report import load_average, speedup_text
-from cephalo.bench.techniques import Row, build_rows
+from cephalo.bench.techniques import ROW_NAMES, Row, build_rows, parse_techniques
 from cephalo.engine.config import TrainConfig
+from cephalo.flags import option, option_fields
+
+# The training options a bench run takes, spelled and checked as cephalo train's (TrainConfig is their one
+# definition); bench's own defaults are the user's setup: HRNet-W18, batch 1 x accumulation 8.
+TRAINING_FLAGS = ("model", "image_size", "batch_size", "gradient_accumulation_steps", "device", "num_workers",
+                  "augmentation", "compile_mode", "vram_budget_gb", "cache_dir", "seed")
+TRAINING_DEFAULTS = {"model": "hrnet_w18", "batch_size": 1, "gradient_accumulation_steps": 8}
 
 
 @dataclass
 class BenchOptions:
-    """The ``cephalo bench`` flags."""
+    """The ``cephalo bench`` flags: its own (below) plus ``training``, the :data:`TRAINING_FLAGS` values."""
 
-    model: str = "hrnet_w18"
-    image_size: tuple[int, int] = (256, 256)
-    batch_size: int = 1
-    gradient_accumulation_steps: int = 8
-    device: str = "auto"
-    num_workers: int = 2
-    augmentation: str = "full"
-    compile_mode: str = "default"
-    warmup_updates: int = 2
-    measure_updates: int = 5
-    techniques: tuple[str, ...] = ()
-    output_dir: str = "benchmarks/bench"
-    vram_budget_gb: float | None = None
-    cache_dir: str | None = None
-    seed: int = 0
-    epoch_images: int = 700
-    row_timeout_s: float = 1800.0
+    warmup_updates: int = option(2, "optimizer updates run first and timed apart ('first updates s': compile time "
+                                 "included)")
+    measure_updates: int = option(5, "optimizer updates images/s is measured over")
+    techniques: str = option("all", f"'all' or a comma list of: {', '.join(ROW_NAMES)}")
+    output_dir: str | None = option(None, "where bench.md and bench.json go (default: "
+                                    "benchmarks/bench-<model>-<H>x<W>)")
+    epoch_images: int = option(700, "images per epoch for the save-frequency figure (default 700: Aariz's "
+                               "training split)")
+    row_timeout_s: float = option(1800.0, "give up on a row after this long")
+    training: dict = field(default_factory=lambda: {**{f.name: f.default for f in option_fields(
+        TrainConfig, TRAINING_FLAGS)}, **TRAINING_DEFAULTS})
+
+    @property
+    def rows(self) -> list[str]:
+        return parse_techniques(self.techniques)
+
+    def settings(self) -> dict:
+        """Every setting, flat (bench.json's ``settings``)."""
+        own = {f.name: getattr(self, f.name) for f in option_fields(BenchOptions)}
+        return {**self.training, **own, "techniques": self.rows}
 
     def common_overrides(self) -> dict:
         """TrainConfig values every row shares."""
-        return {"dataset_path": "synthetic", "image_size": list(self.image_size), "model": self.model,
-                "batch_size": self.batch_size, "gradient_accumulation_steps": self.gradient_accumulation_steps,
-                "device": self.device, "num_workers": self.num_workers, "augmentation": self.augmentation,
-                "vram_budget_gb": self.vram_budget_gb, "cache_dir": self.cache_dir, "seed": self.seed,
+        return {"dataset_path": "synthetic", **self.training, "image_size": list(self.training["image_size"]),
                 "progress": False}
 
 
@@ -118,8 +125,8 @@ def run_bench(options: BenchOptions) -> tuple[list[Row], str, dict]:
     Path(options.output_dir).mkdir(parents=True, exist_ok=True)
     data_note = prepare_data(options)
     print(f"data: {data_note}", flush=True)
-    rows = build_rows(list(options.techniques), options.common_overrides(), options.gradient_accumulation_steps,
-                      options.compile_mode)
+    rows = build_rows(options.rows, options.common_overrides(), options.training["gradient_accumulation_steps"],
+                      options.training["compile_mode"])
     current, load = None, {"before": load_average()}
     for i, row in enumerate(rows, 1):
         result = run_row(row, options) if row.overrides is not None else None

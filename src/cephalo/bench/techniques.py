@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from cephalo.models import LIGHTER_MODEL
 
-# The user's claims (seed notes, table "speed-ups they want"), quoted, never used as numbers.
+# The user's claims (their notes, table "speed-ups they want"), quoted, never used as numbers.
 CLAIMED = {
     "compile": "30–50 %",
     "channels_last": "10–20 %",
@@ -64,11 +64,6 @@ class Row:
         return CLAIMED.get(self.name, "—")
 
 
-def lighter_model(name: str) -> str | None:
-    """The next lighter model after ``name``, or None where cephalo has none."""
-    return LIGHTER_MODEL.get(name)
-
-
 def parse_techniques(text: str) -> list[str]:
     """``all`` or a comma list of row names -> the row names in table order; unknown names raise ValueError."""
     names = [n.strip() for n in text.split(",") if n.strip()]
@@ -113,7 +108,7 @@ def technique_overrides(name: str, model: str, augmentation: str, compile_mode: 
         return {"non_blocking": True, "pin_memory": True}, \
             "with pin_memory: without pinned memory nothing is asynchronous"
     if name == "lighter_model":
-        lighter = lighter_model(model)
+        lighter = LIGHTER_MODEL.get(model)
         if lighter is None:
             return None, f"not measured: cephalo has no lighter model than {model}"
         return {"model": lighter}, f"{model} -> {lighter}; may change accuracy"

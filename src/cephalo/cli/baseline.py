@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cephalo.cli.common import add_dataset_args, cache_for, check_split, dataset_spec
+from cephalo.cli.common import add_dataset_args, check_split, data_options
 from cephalo.datasets.csv_dataset import write_landmarks_csv
 from cephalo.datasets.sources import DEFAULT_EVAL_SPLIT
 from cephalo.evaluation.mean_shape import fit_mean_shape, predict_mean_shape
@@ -23,11 +23,12 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = dataset_spec(args)
+    options = data_options(args)
+    spec = options.dataset_spec()
     fmt = spec.resolved_format
     train_split = check_split(spec, args.train_split)
     split = check_split(spec, args.split or ("valid" if fmt == "csv" else DEFAULT_EVAL_SPLIT[fmt]))
-    results = prepare_splits(spec, [train_split, split], cache_for(args), args.skip_bad)
+    results = prepare_splits(spec, [train_split, split], options.letterbox_cache(), args.skip_bad)
     train, target = results[train_split], results[split]
     mean_shape = fit_mean_shape(train.records, train.entries)
     predicted = predict_mean_shape(mean_shape, target.entries)

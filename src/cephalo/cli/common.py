@@ -8,40 +8,27 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from cephalo.datasets.sources import FORMATS, SPLITS, DatasetSpec, default_cache_dir
-from cephalo.preprocessing.cache import LetterboxCache
+from cephalo.datasets.sources import SPLITS, DatasetSpec
+from cephalo.flags import add_flags, option_fields, values_from
+from cephalo.preprocessing.options import DataOptions
 
 
 def add_dataset_args(parser: argparse.ArgumentParser, image_size: bool = True) -> None:
-    g = parser.add_argument_group("dataset")
-    g.add_argument("--dataset_path", default="synthetic",
-                   help="dataset folder (Aariz or ISBI 2015 layout), a CSV file, or 'synthetic' (default: built-in)")
-    g.add_argument("--dataset_format", choices=FORMATS, help="the layout of --dataset_path (default: detected)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the CSV split and of the synthetic dataset")
-    g.add_argument("--val_fraction", type=float, default=0.2, help="CSV without a split column: share for 'valid'")
-    g.add_argument("--test_fraction", type=float, default=0.0, help="CSV without a split column: share for 'test'")
-    g.add_argument("--skip_bad", action="store_true",
-                   help="leave out bad images/annotations with a warning instead of stopping")
-    g.add_argument("--cache_dir", type=Path, default=None,
-                   help=f"where letterboxed images are cached (default: $CEPHALO_CACHE or {default_cache_dir()})")
-    if image_size:
-        g.add_argument("--image_size", type=int, nargs=2, default=[1024, 1024], metavar=("H", "W"),
-                       help="letterboxed network input size (default 1024 1024)")
+    """The data options (:class:`~cephalo.preprocessing.options.DataOptions`, the ones ``cephalo train`` has), with
+    ``--image_size`` where the command caches images."""
+    names = [f.name for f in option_fields(DataOptions) if image_size or f.name != "image_size"]
+    add_flags(parser.add_argument_group("dataset"), DataOptions, names)
 
 
-def dataset_spec(args: argparse.Namespace) -> DatasetSpec:
-    return DatasetSpec(path=str(args.dataset_path), format=args.dataset_format, seed=args.seed,
-                       val_fraction=args.val_fraction, test_fraction=args.test_fraction, cache_dir=args.cache_dir)
+def data_options(args: argparse.Namespace) -> DataOptions:
+    names = [f.name for f in option_fields(DataOptions) if hasattr(args, f.name)]
+    return DataOptions(**values_from(args, DataOptions, names))
 
 
 def check_split(spec: DatasetSpec, split: str) -> str:
     if split not in SPLITS[spec.resolved_format]:
         raise ValueError(f"--split {split}: the {spec.resolved_format} format has splits {', '.join(SPLITS[spec.resolved_format])}")
     return split
-
-
-def cache_for(args: argparse.Namespace) -> LetterboxCache:
-    return LetterboxCache(args.cache_dir or default_cache_dir(), tuple(args.image_size))
 
 
 def print_duplicates(duplicates: list[list[Path]]) -> None:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from cephalo.atomic import write_text
-from cephalo.cli.common import add_dataset_args, check_split, dataset_spec
+from cephalo.cli.common import add_dataset_args, check_split, data_options
 from cephalo.datasets.sources import DEFAULT_EVAL_SPLIT, load_records
 from cephalo.evaluation.evaluate import score_predictions
 from cephalo.evaluation.predictions import read_predictions
@@ -33,7 +33,8 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.worst < 0:
         raise ValueError(f"--worst {args.worst}: give 0 or more images")
-    spec = dataset_spec(args)
+    options = data_options(args)
+    spec = options.dataset_spec()
     split = check_split(spec, args.split or DEFAULT_EVAL_SPLIT[spec.resolved_format])
     records = load_records(spec, split, on_bad="skip" if args.skip_bad else "error")
     names, predictions = read_predictions(args.predictions)

@@ -14,8 +14,12 @@ import sys
 from pathlib import Path
 
 from cephalo.datasets.sources import DEFAULT_EVAL_SPLIT, FORMATS
+from cephalo.flags import add_flags, values_from
 from cephalo.inference.inputs import resolve_inputs
 from cephalo.inference.loading import load_predictor
+from cephalo.preprocessing.options import DataOptions
+
+SPLIT_OPTIONS = ("seed", "val_fraction", "test_fraction")
 from cephalo.inference.outputs import CSV_NAME, predict_to_folder
 
 
@@ -38,6 +42,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dataset_format", choices=FORMATS, help="read folder/CSV inputs as this dataset layout (default: detected)")
     p.add_argument("--split", help="dataset split to predict (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_EVAL_SPLIT.items()) + ")")
     p.add_argument("--recursive", action="store_true", help="look for images in subfolders of folder inputs too")
+    add_flags(p.add_argument_group("splits of a CSV dataset without a split column (as given to cephalo train)"),
+              DataOptions, SPLIT_OPTIONS)
     p.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -49,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--spacing_mm must be a positive number of mm per pixel, got {args.spacing_mm}")
     predictor = load_predictor(args.checkpoint, args.device, args.mixed_precision)
     items, issues, notes = resolve_inputs(args.inputs, args.dataset_format, args.split, args.recursive,
-                                          exclude=args.out.resolve())
+                                          exclude=args.out.resolve(),
+                                          data=DataOptions(**values_from(args, DataOptions, SPLIT_OPTIONS)))
     if not items:
         listed = "".join(f"\n  - {issue}" for issue in issues)
         raise ValueError(f"no input images in {' '.join(args.inputs)}{listed}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cephalo.cli.common import add_dataset_args, cache_for, dataset_spec, print_duplicates
+from cephalo.cli.common import add_dataset_args, data_options, print_duplicates
 from cephalo.datasets.sources import SPLITS
 from cephalo.preprocessing.cache import find_duplicates
 from cephalo.preprocessing.prepare import prepare_splits
@@ -14,15 +14,18 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("prepare", help="letterbox and cache a dataset's images (checks every file)",
                               description=__doc__)
     add_dataset_args(p)
-    p.add_argument("--splits", nargs="+", help="splits to prepare (default: all of the format's splits)")
+    p.add_argument("--splits", nargs="+", help="splits to prepare (default: every split of the format; every row "
+                                               "of a CSV)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = dataset_spec(args)
+    options = data_options(args)
+    spec = options.dataset_spec()
     fmt = spec.resolved_format
-    splits = args.splits or [s for s in SPLITS[fmt] if s != "all"]
-    cache = cache_for(args)
+    # a CSV's rows once (its drawn valid/test splits may be empty); the other formats split by folder
+    splits = args.splits or (["all"] if fmt == "csv" else [s for s in SPLITS[fmt] if s != "all"])
+    cache = options.letterbox_cache()
     results = prepare_splits(spec, splits, cache, args.skip_bad)
     for split, r in results.items():
         skipped = f", {len(r.issues)} skipped" if r.issues else ""

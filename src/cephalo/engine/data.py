@@ -3,15 +3,12 @@ weights of accumulated micro-batches."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch.utils.data import DataLoader, Sampler
 
 from cephalo.datasets.csv_dataset import seeded_split
-from cephalo.datasets.sources import SPLITS, DatasetSpec, default_cache_dir
+from cephalo.datasets.sources import SPLITS
 from cephalo.engine.config import TrainConfig
-from cephalo.preprocessing.cache import LetterboxCache
 from cephalo.preprocessing.cached_dataset import CachedLandmarkDataset
 from cephalo.preprocessing.prepare import prepare_splits
 
@@ -22,10 +19,9 @@ def build_datasets(config: TrainConfig) -> tuple[CachedLandmarkDataset, CachedLa
     Validation is ``--val_split`` if given, else the dataset's own ``valid`` split, else a seeded
     ``--val_fraction`` of the training split (ISBI 2015 has no validation split; its test sets stay untouched).
     """
-    spec = DatasetSpec(config.dataset_path, config.dataset_format, seed=config.seed, val_fraction=config.val_fraction,
-                       cache_dir=Path(config.cache_dir) if config.cache_dir else None)
+    spec = config.dataset_spec()
     fmt = spec.resolved_format
-    cache = LetterboxCache(spec.cache_dir or default_cache_dir(), config.image_size)
+    cache = config.letterbox_cache()
     val_split = config.val_split or ("valid" if "valid" in SPLITS[fmt] else None)
     splits = [config.train_split] + ([val_split] if val_split else [])
     results = prepare_splits(spec, splits, cache, config.skip_bad, progress=config.progress)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from cephalo.engine.host_sync import intended_sync
+
 
 class NonFiniteError(RuntimeError):
     """Too many updates in a row had non-finite loss or gradients, or the weights are not finite; nothing
@@ -12,4 +14,8 @@ class NonFiniteError(RuntimeError):
 
 def all_finite(tensors: list[torch.Tensor]) -> bool:
     """Whether every value of ``tensors`` is finite: one fused norm per tensor, then one host read (a sync)."""
-    return bool(torch.stack(torch._foreach_norm(tensors)).isfinite().all()) if tensors else True
+    if not tensors:
+        return True
+    finite = torch.stack(torch._foreach_norm(tensors)).isfinite().all()
+    with intended_sync("finiteness check"):
+        return bool(finite)

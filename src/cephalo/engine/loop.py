@@ -18,6 +18,7 @@ from cephalo.console import progress_bar
 from cephalo.engine.augment import augment
 from cephalo.engine.data import micro_batch_weights
 from cephalo.engine.finite import all_finite
+from cephalo.engine.host_sync import intended_sync
 from cephalo.engine.loss import heatmap_loss
 from cephalo.engine.oom import OutOfMemoryStop, recover_from_oom, remedies
 from cephalo.engine.prefetch import DevicePrefetcher
@@ -68,7 +69,8 @@ def optimizer_update(t: Training) -> bool:
     t.scaler.unscale_(t.optimizer)
     finite = all_finite([p.grad for p in t.raw_model.parameters() if p.grad is not None])
     if finite:
-        t.scaler.step(t.optimizer)
+        with intended_sync("GradScaler step"):  # fp16: the scaler reads its own inf check (no-op otherwise)
+            t.scaler.step(t.optimizer)
     t.scaler.update()  # fp16: lowers the loss scale after an overflow
     t.optimizer.zero_grad(set_to_none=True)
     if finite:

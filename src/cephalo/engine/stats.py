@@ -8,6 +8,7 @@ import time
 from cephalo.device import synchronize
 from cephalo.engine.distributed import all_gather
 from cephalo.engine.finite import NonFiniteError
+from cephalo.engine.host_sync import intended_sync
 from cephalo.engine.monitor import memory_text
 from cephalo.engine.progress import Progress
 from cephalo.engine.setup import Training
@@ -31,12 +32,15 @@ def show_update(t: Training, p: Progress, bar, start: float, seen_at_start: int)
     only host syncs of the loop besides the finiteness check."""
     c = t.config
     if c.use_compile and p.compile_seconds is None:
-        synchronize(t.device)
+        with intended_sync("first compiled update timed"):
+            synchronize(t.device)
         p.compile_seconds, p.compile_images = time.perf_counter() - start, p.seen - seen_at_start
     if c.progress and p.updates % c.log_every == 0:
         rate = (p.seen - seen_at_start) / (time.perf_counter() - start)
-        bar.set_postfix_str(f"loss {p.loss_sum.item() / p.seen:.3g}  lr {t.scheduler.get_last_lr()[0]:.2e}  "
-                            f"{rate:.1f} img/s  {memory_text(t.device)}", refresh=False)
+        with intended_sync("progress line"):
+            loss = p.loss_sum.item() / p.seen
+        bar.set_postfix_str(f"loss {loss:.3g}  lr {t.scheduler.get_last_lr()[0]:.2e}  {rate:.1f} img/s  "
+                            f"{memory_text(t.device)}", refresh=False)
 
 
 def epoch_stats(p: Progress, t: Training, seconds: float, images: int) -> dict:

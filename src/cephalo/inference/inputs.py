@@ -7,6 +7,7 @@ landmark order.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -19,12 +20,12 @@ from cephalo.datasets.issues import DataIssue
 from cephalo.datasets.sources import (
     DEFAULT_EVAL_SPLIT,
     SPLITS,
-    DatasetSpec,
     collect_records,
     csv_file,
     detect_format,
 )
 from cephalo.image_io import IMAGE_EXTENSIONS
+from cephalo.preprocessing.options import DataOptions
 
 
 @dataclass
@@ -55,12 +56,16 @@ def _folder_images(folder: Path, raw: str, recursive: bool, exclude: Path | None
     return [InputImage(path=p, key=os.path.join(raw, str(p.relative_to(folder)))) for p in found]
 
 
-def dataset_images(path: str, fmt: str, split: str | None) -> tuple[list[InputImage], list[DataIssue]]:
-    """The images of one dataset split, with their ground truth and spacing; bad items come back as issues."""
+def dataset_images(path: str, fmt: str, split: str | None,
+                   data: DataOptions | None = None) -> tuple[list[InputImage], list[DataIssue]]:
+    """The images of one dataset split, with their ground truth and spacing; bad items come back as issues.
+    ``data`` draws the splits of a CSV without a split column (``--seed``, ``--val_fraction``, ``--test_fraction``:
+    the values training was given)."""
     split = split or DEFAULT_EVAL_SPLIT[fmt]
     if split not in SPLITS[fmt]:
         raise ValueError(f"--split {split}: the {fmt} dataset {path} has splits {', '.join(SPLITS[fmt])}")
-    records, issues = collect_records(DatasetSpec(path=path, format=fmt), split)
+    spec = dataclasses.replace(data or DataOptions(), dataset_path=path, dataset_format=fmt).dataset_spec()
+    records, issues = collect_records(spec, split)
     root = csv_file(path).parent if fmt == "csv" else Path(path)
     items = []
     for r in records:
@@ -77,7 +82,8 @@ def dataset_images(path: str, fmt: str, split: str | None) -> tuple[list[InputIm
 
 
 def resolve_inputs(inputs: list[str], dataset_format: str | None = None, split: str | None = None,
-                   recursive: bool = False, exclude: Path | None = None) -> tuple[list[InputImage], list[DataIssue], list[str]]:
+                   recursive: bool = False, exclude: Path | None = None,
+                   data: DataOptions | None = None) -> tuple[list[InputImage], list[DataIssue], list[str]]:
     """Every image the inputs name, in order, each file once.
 
     An input is an image file (read whatever its extension), a folder of images (sorted; ``recursive`` walks
@@ -120,7 +126,7 @@ def resolve_inputs(inputs: list[str], dataset_format: str | None = None, split: 
             items += found
             continue
         try:
-            found, bad = dataset_images(raw, fmt, split)
+            found, bad = dataset_images(raw, fmt, split, data)
         except CsvLayoutError as e:
             if not (p.is_dir() and dataset_format is None):
                 raise

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
+from cephalo.console import progress_bar
 from cephalo.image_io import ImageReadError, read_grey
 from cephalo.inference.predictor import Predictor
 from cephalo.preprocessing.letterbox import Letterbox
@@ -104,7 +104,7 @@ def iter_predictions(predictor: Predictor, paths: list[Path | str], batch_size: 
     dataset = LetterboxedImages(paths, predictor.image_size, keep_original=keep_originals)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=min(num_workers, len(paths)),
                         collate_fn=collate_images, pin_memory=getattr(device, "type", None) == "cuda")
-    with tqdm(total=len(paths), unit="img", desc="predict", disable=not progress, dynamic_ncols=True) as bar:
+    with progress_bar(total=len(paths), unit="img", desc="predict", enabled=progress, leave=True) as bar:
         for batch in loader:
             outcomes: list[ImageResult | ImageFailure] = [ImageFailure(i, m) for i, m in batch["failures"]]
             if batch["images"] is not None:

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from cephalo.atomic import atomic_open, write_text
+from cephalo.console import progress_bar
 from cephalo.datasets.checks import outside_image_problem
 from cephalo.datasets.issues import DataIssue
 from cephalo.datasets.record import LandmarkRecord
@@ -126,8 +126,8 @@ class LetterboxCache:
 
         with ThreadPoolExecutor(max(1, num_threads)) as pool:
             outcomes = pool.map(work, records)
-            for record, outcome in tqdm(zip(records, outcomes), total=len(records), desc=desc, disable=not progress,
-                                        unit="img"):
+            for record, outcome in progress_bar(zip(records, outcomes), total=len(records), desc=desc,
+                                                enabled=progress, unit="img"):
                 if isinstance(outcome, Exception):
                     text = str(outcome)
                     prefix = f"{record.image_path}: "

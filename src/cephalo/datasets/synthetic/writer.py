@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from cephalo.console import progress_bar
 from cephalo.datasets.csv_dataset import write_landmarks_csv
 
 from .render import render_cephalogram
@@ -173,13 +174,8 @@ def _render_images(
     """Render image ``i`` of ``split`` for every ``(split, i)`` of ``jobs`` and save it as
     ``folder/images/<split>_<i:04d>.png``; returns the image paths relative to ``folder`` and the ``(k, 2)``
     landmarks of each. ``progress_label``: the label of a progress bar, ``None`` for none."""
-    bar = None
-    if progress_label is not None:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(jobs), desc=progress_label, unit="img", leave=False)
     images, landmarks = [], []
-    try:
+    with progress_bar(total=len(jobs), desc=progress_label or "", unit="img", enabled=progress_label is not None) as bar:
         for split, i in jobs:
             image, points = render_cephalogram(image_seed(seed, split, i), size, k)
             rel = f"images/{split}_{i:04d}.png"
@@ -190,11 +186,7 @@ def _render_images(
                 f.write(data.tobytes())
             images.append(rel)
             landmarks.append(points)
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+            bar.update(1)
     return images, landmarks
 
 

@@ -1,0 +1,90 @@
+"""Command-line flags generated from dataclass fields, so that an option's name, default, type, choices and help are
+written once, next to the field, and every command that offers it offers the same thing.
+
+    @dataclass
+    class Options:
+        image_size: tuple[int, int] = option((256, 256), "network input H W (letterboxed)", metavar=("H", "W"))
+        use_ema: bool = option(False, "keep an exponential moving average of the weights")
+
+    add_flags(parser, Options)                       # --image_size H W, --use_ema
+    add_flags(parser, Options, ["image_size"], defaults={"image_size": (512, 512)})
+
+Flags are spelled like the fields (underscores, as in the user's training command). A ``bool`` field that is off
+by default is a switch; one that is on by default takes ``--name`` (accepted, changes nothing) and ``--no_name``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Iterable
+
+
+def option(default, help: str, *, choices: Iterable | None = None, type=None, metavar=None, flag: str | None = None):
+    """A dataclass field with what its command-line flag needs. ``type`` is needed only where the default does not
+    tell it (``None``); ``flag`` replaces the generated spelling (``--no_progress`` for ``progress``)."""
+    metadata = {"help": help, "choices": tuple(choices) if choices is not None else None, "type": type,
+                "metavar": metavar, "flag": flag}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def option_fields(cls, names: Iterable[str] | None = None) -> list[dataclasses.Field]:
+    """The fields of ``cls`` that are options, in declaration order (or in the order of ``names``)."""
+    by_name = {f.name: f for f in dataclasses.fields(cls) if "help" in f.metadata}
+    if names is None:
+        return list(by_name.values())
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise KeyError(f"{cls.__name__} has no option(s) {', '.join(unknown)}")
+    return [by_name[n] for n in names]
+
+
+def add_flags(parser, cls, names: Iterable[str] | None = None, defaults: dict | None = None) -> None:
+    """Add a flag to ``parser`` (or an argument group) for each option field of ``cls`` (or those in ``names``);
+    ``defaults`` replaces some defaults for this command."""
+    defaults = defaults or {}
+    for f in option_fields(cls, names):
+        meta, default = f.metadata, defaults.get(f.name, f.default)
+        flag = f"--{f.name}"
+        if meta["flag"]:  # a switch spelled otherwise, e.g. --no_progress for progress=True
+            parser.add_argument(meta["flag"], dest=f.name, action="store_false" if default else "store_true",
+                                default=default, help=meta["help"])
+        elif default is True:
+            parser.add_argument(flag, action="store_true", default=True, help=meta["help"])
+            parser.add_argument(f"--no_{f.name}", dest=f.name, action="store_false", help=argparse.SUPPRESS)
+        elif isinstance(default, bool) or meta["type"] is bool:
+            parser.add_argument(flag, action="store_true", default=default, help=meta["help"])
+        elif isinstance(default, tuple):
+            parser.add_argument(flag, type=type(default[0]), nargs=len(default), metavar=meta["metavar"],
+                                default=default, help=meta["help"])
+        else:
+            kind = meta["type"] or (type(default) if default is not None else str)
+            parser.add_argument(flag, type=kind, default=default, choices=meta["choices"], metavar=meta["metavar"],
+                                help=meta["help"])
+
+
+def values_from(args: argparse.Namespace, cls, names: Iterable[str] | None = None) -> dict:
+    """The values parsed for the option fields of ``cls`` (tuple fields back as tuples)."""
+    values = {}
+    for f in option_fields(cls, names):
+        value = getattr(args, f.name)
+        values[f.name] = tuple(value) if isinstance(f.default, tuple) and value is not None else value
+    return values
+
+
+def flag_words(cls, values: dict) -> list[str]:
+    """``values`` of option fields of ``cls`` spelled as command-line words (a command that can be run again)."""
+    words: list[str] = []
+    for f in option_fields(cls, list(values)):
+        value = values[f.name]
+        if f.metadata["flag"]:
+            words += [f.metadata["flag"]] if value != f.default else []
+        elif isinstance(value, bool):
+            words.append(f"--{f.name}" if value else f"--no_{f.name}" if f.default is True else "")
+        elif value is None:
+            continue
+        elif isinstance(value, (tuple, list)):
+            words += [f"--{f.name}", *(str(v) for v in value)]
+        else:
+            words += [f"--{f.name}", f"{value:g}" if isinstance(value, float) else str(value)]
+    return [w for w in words if w]

@@ -1,0 +1,45 @@
+"""The data options every command shares (``cephalo train``, ``prepare``, ``evaluate``, ``baseline``, ``bench``),
+defined once: where the dataset is, how its splits are drawn, where the cache is and at which size.
+
+``cephalo train``'s :class:`~cephalo.engine.config.TrainConfig` extends :class:`DataOptions`, so ``cephalo
+prepare`` with no flags caches exactly what ``cephalo train`` with no flags reads, and a CSV split drawn for
+evaluation is the split training held out (same ``--seed``, ``--val_fraction``, ``--test_fraction``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cephalo.datasets.sources import FORMATS, DatasetSpec, default_cache_dir
+from cephalo.flags import option
+from cephalo.preprocessing.cache import LetterboxCache
+
+DEFAULT_IMAGE_SIZE = (256, 256)  # fast on a CPU; the user's own runs say --image_size 1024 1024
+
+
+@dataclass
+class DataOptions:
+    dataset_path: str = option("synthetic", "dataset folder (Aariz or ISBI 2015 layout), a CSV file, or "
+                               "'synthetic' (the built-in dataset, generated on first use)")
+    dataset_format: str | None = option(None, f"layout of --dataset_path: {'|'.join(FORMATS)} (default: detected)",
+                                        choices=FORMATS)
+    seed: int = option(0, "seed of the CSV split and the synthetic dataset (in training also of the "
+                       "initialisation, the data order and the augmentation)")
+    val_fraction: float = option(0.2, "share of the images that validate when the dataset has no validation split "
+                                 "(a CSV without a split column, ISBI 2015)")
+    test_fraction: float = option(0.0, "share of a CSV without a split column held out as 'test' (never trained "
+                                  "on; give the same value to train, predict and evaluate)")
+    skip_bad: bool = option(False, "leave out bad images and annotations with a warning instead of stopping")
+    cache_dir: str | None = option(None, "where letterboxed images are cached (default: $CEPHALO_CACHE or "
+                                   f"{default_cache_dir()})")
+    image_size: tuple[int, int] = option(DEFAULT_IMAGE_SIZE, "network input H W: images are letterboxed to it",
+                                         metavar=("H", "W"))
+
+    def dataset_spec(self) -> DatasetSpec:
+        return DatasetSpec(str(self.dataset_path), self.dataset_format, seed=self.seed,
+                           val_fraction=self.val_fraction, test_fraction=self.test_fraction,
+                           cache_dir=Path(self.cache_dir) if self.cache_dir else None)
+
+    def letterbox_cache(self) -> LetterboxCache:
+        return LetterboxCache(Path(self.cache_dir) if self.cache_dir else default_cache_dir(), self.image_size)

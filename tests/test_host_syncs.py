@@ -1,0 +1,43 @@
+"""The training step's host syncs, counted on the CPU: only the intended ones (the finiteness check per update,
+the progress line every --log_every updates), no value read and no tensor made from host data anywhere else."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from cephalo.engine.host_sync import HostReads, intended_sync
+from cephalo.engine.loop import train_one_epoch
+from cephalo.engine.progress import Progress
+from cephalo.engine.setup import build_training
+from tests.helpers import TinyHeatmapNet
+
+
+def test_the_step_reads_the_host_only_where_it_says_so(tiny_config):
+    # every path of the step: augmentation, bf16 autocast, channels_last, accumulation, EMA, the progress line
+    config = dataclasses.replace(tiny_config, augmentation="full", mixed_precision=True, channels_last=True,
+                                 use_ema=True, batch_size=1, gradient_accumulation_steps=2, log_every=2,
+                                 progress=True, num_workers=1, persistent_workers=False)
+    t = build_training(config, TinyHeatmapNet())
+    p = Progress(loss_sum=torch.zeros(()))
+    with HostReads() as reads:
+        train_one_epoch(t, p, after_update=lambda p: p.updates >= 4)
+    assert p.updates == 4
+    assert reads.unintended() == [], reads.unintended()
+    assert reads.count() == {("cephalo.engine.finite.all_finite", "finiteness check"): 4,
+                             ("cephalo.engine.stats.show_update", "progress line"): 2}
+
+
+def test_host_reads_finds_an_unmarked_sync_and_a_host_made_tensor():
+    def careless(x: torch.Tensor) -> float:
+        scale = torch.tensor([2.0, 3.0], device=x.device)  # a blocking copy on a GPU
+        return float((x * scale).sum())  # a host read
+
+    with HostReads() as reads:
+        careless(torch.ones(2))
+        with intended_sync("marked"):
+            torch.ones(2).sum().item()
+    kinds = [(r.kind, r.where.rsplit(".", 1)[-1], r.intended) for r in reads.reads]
+    assert kinds == [("tensor from host data", "careless", None), ("host read", "careless", None),
+                     ("host read", "test_host_reads_finds_an_unmarked_sync_and_a_host_made_tensor", "marked")]

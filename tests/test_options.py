@@ -1,0 +1,70 @@
+"""One source of truth for the data options: every command reads a dataset and its splits the same way, prepare
+caches what train reads, and a held-out CSV test split is never trained on."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from cephalo.cli.main import build_parser, main
+from cephalo.datasets.sources import load_records
+from cephalo.engine.config import TrainConfig, parse_args
+from cephalo.engine.data import build_datasets
+from cephalo.flags import option_fields
+from cephalo.preprocessing.cache import LetterboxCache
+from cephalo.preprocessing.options import DataOptions
+from tests.helpers import write_csv_dataset
+
+
+def test_prepare_then_train_with_defaults_reuse_one_cache(tmp_path, monkeypatch):
+    csv_path, _ = write_csv_dataset(tmp_path / "data", n=6, size=(80, 60))
+    assert main(["prepare", "--dataset_path", str(csv_path)]) == 0
+    config = parse_args(["--dataset_path", str(csv_path), "--no_progress"])
+    folder = config.letterbox_cache().folder
+    assert folder.name == "256x256" and len(list(folder.glob("*.npy"))) == 6  # what prepare wrote
+
+    def no_decoding(self, source):
+        raise AssertionError(f"training decoded {source} again instead of reading the cache")
+
+    monkeypatch.setattr(LetterboxCache, "_build", no_decoding)
+    train_set, val_set, _ = build_datasets(config)
+    assert len(train_set) + len(val_set) == 6
+    assert [p.name for p in folder.parent.iterdir() if p.is_dir()] == ["256x256"]  # one size, the one train reads
+
+
+def test_a_csv_test_split_is_never_trained_on(tmp_path):
+    csv_path, _ = write_csv_dataset(tmp_path / "data", n=20, size=(80, 60))
+    flags = ["--dataset_path", str(csv_path), "--seed", "3", "--val_fraction", "0.2", "--test_fraction", "0.25"]
+    config = parse_args([*flags, "--no_progress"])
+    train_set, val_set, _ = build_datasets(config)
+    trained = {r.case_id for r in train_set.records} | {r.case_id for r in val_set.records}
+    # what `cephalo evaluate --split test` (and predict, baseline) read with the same flags
+    args = build_parser().parse_args(["evaluate", *flags, "--split", "test", "--predictions", "p.csv"])
+    from cephalo.cli.common import data_options
+
+    test = {r.case_id for r in load_records(data_options(args).dataset_spec(), "test")}
+    assert len(test) == 5 and len(trained) == 15 and not test & trained
+
+
+def test_every_command_offers_the_data_options_with_the_same_defaults():
+    parser = build_parser()
+    subcommands = parser._subparsers._group_actions[0].choices
+    for name in ("prepare", "baseline", "evaluate"):
+        defaults = {a.dest: a.default for a in subcommands[name]._actions}
+        for f in option_fields(DataOptions):
+            if f.name == "image_size" and name == "evaluate":
+                continue  # evaluate reads originals, it caches nothing
+            assert f.name in defaults, (name, f.name)
+            assert defaults[f.name] == f.default, (name, f.name)
+    train = TrainConfig()
+    assert all(getattr(train, f.name) == f.default for f in option_fields(DataOptions))
+    assert DataOptions().image_size == TrainConfig().image_size == (256, 256)
+
+
+@pytest.mark.parametrize("flag", ["--seed", "--val_fraction", "--test_fraction"])
+def test_predict_reads_dataset_splits_with_the_same_options(flag):
+    args = build_parser().parse_args(["predict", "--checkpoint", "x.pt", "in", "--out", "o"])
+    assert hasattr(args, flag[2:]), f"cephalo predict has no {flag}"
+    assert getattr(args, flag[2:]) == dataclasses.fields(DataOptions)[
+        [f.name for f in dataclasses.fields(DataOptions)].index(flag[2:])].default
