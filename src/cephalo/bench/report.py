@@ -34,7 +34,7 @@ def speedup_text(result: dict, reference: dict | None) -> str:
 
 
 def percent(fraction: float, digits: int = 0, sign: bool = True) -> str:
-    """0.234 -> '+23 %' (a real minus sign for negative values), like the claims of the seed notes."""
+    """0.234 -> '+23 %' (a real minus sign for negative values), like the claims in the user's notes."""
     return f"{fraction * 100:{'+' if sign else ''}.{digits}f} %".replace("-", "−")
 
 
