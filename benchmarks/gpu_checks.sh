@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The GPU figures of the speed-and-memory issue, stage by stage (each stage fits a 10-minute slot):
-#   bash benchmarks/gpu_checks.sh bench-w18|bench-w32|presets|oom|all
+# The GPU checks and figures, stage by stage (each stage fits a 10-minute slot):
+#   bash benchmarks/gpu_checks.sh quick|sync|bench-w18|bench-w32|presets|oom|all
+# quick (run it first, ~5 min): the host-sync check of the training step, then a short 1024² bench of HRNet-W18
+# (baseline, current, channels_last, compile, all_safe) under the 8 GiB budget.
 # Everything goes under $OUT (default gpu-results/): bench tables, logs, nvidia-smi. Runs from a source checkout
 # (PYTHONPATH=src), so nothing needs installing beyond torch, numpy, opencv-python-headless and tqdm.
 # A dry run of the script itself on a CPU (compile rows left out: a cold compile takes minutes here):
@@ -43,11 +45,18 @@ oom() {  # batch 8 in one forward pass does not fit 8 GiB at 1024²: recovery mu
     2>&1 | tee "$OUT/checkpointing.log"  # against preset-rtx3070ti.log: the memory that checkpointing saves
 }
 
+sync() {  # the step's host syncs under torch.cuda.set_sync_debug_mode("error"): only the marked ones may sync
+  "$PYTHON" benchmarks/sync_check.py --device "$DEVICE" --image_size "$SIZE" --updates 6 --out "$OUT/sync_check.json" \
+    2>&1 | tee "$OUT/sync_check.log"
+}
+
 case "${1:-all}" in
+  quick) sync; TECHNIQUES=baseline,current,channels_last,compile,all_safe UPDATES=3 bench hrnet_w18 ;;
+  sync) sync ;;
   bench-w18) bench hrnet_w18 ;;
   bench-w32) bench hrnet_w32 ;;
   presets) presets ;;
   oom) oom ;;
-  all) bench hrnet_w18; bench hrnet_w32; presets; oom ;;
-  *) echo "usage: $0 bench-w18|bench-w32|presets|oom|all" >&2; exit 2 ;;
+  all) sync; bench hrnet_w18; bench hrnet_w32; presets; oom ;;
+  *) echo "usage: $0 quick|sync|bench-w18|bench-w32|presets|oom|all" >&2; exit 2 ;;
 esac
