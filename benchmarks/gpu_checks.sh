@@ -41,7 +41,7 @@ presets() {  # safe, aggressive and auto presets with the user's model: peak mem
 
 oom() {  # batch 8 in one forward pass does not fit 8 GiB at 1024²: recovery must halve it and go on
   cephalo train --model hrnet --batch_size 8 --gradient_accumulation_steps 1 --mixed_precision "${train_args[@]}" \
-    --max_updates 3 --run_name oom-recovery 2>&1 | tee "$RESULTS/oom-recovery.log"
+    --max_updates 6 --run_name oom-recovery 2>&1 | tee "$RESULTS/oom-recovery.log"
   cephalo train --model hrnet --batch_size 1 --gradient_accumulation_steps 8 --mixed_precision \
     --gradient_checkpointing "${train_args[@]}" --max_updates 6 --run_name checkpointing \
     2>&1 | tee "$RESULTS/checkpointing.log"  # against preset-rtx3070ti.log: the memory that checkpointing saves

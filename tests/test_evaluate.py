@@ -74,4 +74,4 @@ def test_cli_evaluate_writes_json(data, tmp_path, capsys):
 
 def test_cli_reports_user_errors_without_traceback(tmp_path, capsys):
     assert main(["evaluate", "--dataset_path", str(tmp_path / "nowhere"), "--predictions", "x.csv"]) == 2
-    assert "dataset not found" in capsys.readouterr().err
+    assert "no such dataset folder or CSV file" in capsys.readouterr().err

@@ -165,6 +165,7 @@ def test_missing_onnx_packages_are_named(tmp_path, monkeypatch, capsys):
     from cephalo.inference.onnx_predictor import OnnxPredictor
 
     (tmp_path / "model.onnx").write_bytes(b"not used")
+    (tmp_path / "best.pt").write_bytes(b"not read either: the missing package is found first")
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r'onnx: pip install "cephalo\[onnx\]"'):
         export_checkpoint(tmp_path / "best.pt", tmp_path / "model.onnx")

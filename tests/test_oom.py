@@ -116,7 +116,7 @@ def test_cli_reports_an_unfixable_oom_as_one_error_line(config, monkeypatch, cap
     import cephalo.engine.trainer as trainer
 
     real_fit = trainer.fit
-    monkeypatch.setattr(trainer, "fit", lambda c: real_fit(c, MemoryLimitedNet(max_batch=0, fits_checkpointed=False)))
+    monkeypatch.setattr(trainer, "fit", lambda c, given=None: real_fit(c, MemoryLimitedNet(max_batch=0, fits_checkpointed=False), given))
     argv = ["--dataset_path", config.dataset_path, "--image_size", "32", "32", "--head_stride", "4", "--batch_size",
             "2", "--epochs", "1", "--num_workers", "0", "--no_progress", "--output_dir", config.output_dir,
             "--run_name", "cli", "--cache_dir", config.cache_dir]

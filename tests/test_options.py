@@ -40,7 +40,8 @@ def test_a_csv_test_split_is_never_trained_on(tmp_path):
     train_set, val_set, _ = build_datasets(config)
     trained = {r.case_id for r in train_set.records} | {r.case_id for r in val_set.records}
     # what `cephalo evaluate --split test` (and predict, baseline) read with the same flags
-    args = build_parser().parse_args(["evaluate", *flags, "--split", "test", "--predictions", "p.csv"])
+    (tmp_path / "p.csv").write_text("image,spacing_mm,S_x,S_y\n")
+    args = build_parser().parse_args(["evaluate", *flags, "--split", "test", "--predictions", str(tmp_path / "p.csv")])
     from cephalo.cli.common import data_options
 
     test = {r.case_id for r in load_records(data_options(args).dataset_spec(), "test")}
@@ -63,8 +64,9 @@ def test_every_command_offers_the_data_options_with_the_same_defaults():
 
 
 @pytest.mark.parametrize("flag", ["--seed", "--val_fraction", "--test_fraction"])
-def test_predict_reads_dataset_splits_with_the_same_options(flag):
-    args = build_parser().parse_args(["predict", "--checkpoint", "x.pt", "in", "--out", "o"])
+def test_predict_reads_dataset_splits_with_the_same_options(flag, tmp_path):
+    (tmp_path / "x.pt").write_bytes(b"")
+    args = build_parser().parse_args(["predict", "--checkpoint", str(tmp_path / "x.pt"), "in", "--out", "o"])
     assert hasattr(args, flag[2:]), f"cephalo predict has no {flag}"
     assert getattr(args, flag[2:]) == dataclasses.fields(DataOptions)[
         [f.name for f in dataclasses.fields(DataOptions)].index(flag[2:])].default

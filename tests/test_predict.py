@@ -173,7 +173,7 @@ def test_wrong_checkpoint_and_no_images_exit_2(trained, tmp_path, capsys):
     garbage.write_bytes(b"not a checkpoint")
     other = tmp_path / "other.pt"
     torch.save({"model": {}}, other)
-    cases = [(tmp_path / "missing.pt", "not found"), (garbage, "not a readable cephalo checkpoint"),
+    cases = [(tmp_path / "missing.pt", "no such file"), (garbage, "not a readable cephalo checkpoint"),
              (other, "not a cephalo checkpoint")]
     for checkpoint, message in cases:
         assert predict(["--checkpoint", checkpoint, image, "--out", tmp_path / "o"]) == 2

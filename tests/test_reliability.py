@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -157,5 +158,9 @@ def test_sigkill_at_a_random_update_then_resume_matches(tmp_path):
 def test_resume_auto_starts_a_new_run_when_there_is_none(config, capsys):
     result = fit(dataclasses.replace(config, epochs=1, resume="auto"), TinyHeatmapNet())
     assert result.metrics["epoch"] == 1 and "starting a new run" in capsys.readouterr().out
-    with pytest.raises(FileNotFoundError, match="no valid checkpoint"):
+    with pytest.raises(ValueError, match="--resume .*other.*no such checkpoint or run folder"):
         fit(dataclasses.replace(config, run_name="other", resume=f"{config.output_dir}/other"), TinyHeatmapNet())
+    empty = Path(config.output_dir) / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no valid checkpoint"):
+        fit(dataclasses.replace(config, run_name="empty", resume=str(empty)), TinyHeatmapNet())

@@ -1,4 +1,4 @@
-"""The user's command lines (seed-requirements.md) must parse exactly as written."""
+"""The user's command lines must parse exactly as written (in the folder where their Aariz dataset is)."""
 
 import json
 import shlex
@@ -17,6 +17,13 @@ USER_COMMAND = (
 SAFE = ("--dataset_path Aariz --model hrnet --image_size 1024 1024 --batch_size 1 --gradient_accumulation_steps 8 "
         "--epochs 200 --lr 3e-4 --warmup_epochs 10 --mixed_precision --use_ema --num_workers 2")
 AGGRESSIVE = SAFE.replace("--batch_size 1 --gradient_accumulation_steps 8", "--batch_size 2 --gradient_accumulation_steps 4")
+
+
+@pytest.fixture(autouse=True)
+def in_the_users_folder(tmp_path, monkeypatch):
+    """The commands say --dataset_path Aariz: they run next to the user's Aariz folder (paths are checked)."""
+    (tmp_path / "Aariz").mkdir()
+    monkeypatch.chdir(tmp_path)
 
 
 def test_users_full_command():

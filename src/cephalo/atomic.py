@@ -31,6 +31,29 @@ def atomic_open(path: Path | str, mode: str = "wb", *, fsync: bool = False, **op
         raise
 
 
+class WriteError(OSError):
+    """A file or folder that cannot be written, with what the user can do about it (``hint``)."""
+
+    def __init__(self, path: Path | str, cause: OSError, hint: str = ""):
+        super().__init__(cause.errno, cause.strerror or str(cause), str(path))
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}" + (f"; {self.hint}" if self.hint else "")
+
+
+def write_failure(error: BaseException) -> OSError | None:
+    """The ``OSError`` behind a failed write, also when a library reported it as another error (torch's zip writer
+    raises ``RuntimeError`` while handling the ``ENOSPC`` of a full disk); None when the error is not a write's."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def write_bytes(path: Path | str, data: bytes, *, fsync: bool = False) -> Path:
     with atomic_open(path, "wb", fsync=fsync) as f:
         f.write(data)

@@ -11,21 +11,92 @@ written once, next to the field, and every command that offers it offers the sam
 
 Flags are spelled like the fields (underscores, as in the user's training command). A ``bool`` field that is off
 by default is a switch; one that is on by default takes ``--name`` (accepted, changes nothing) and ``--no_name``.
+
+A field's ``check`` (see :mod:`cephalo.checks`) runs when the flag is parsed, so a bad value stops the command
+with one line naming the flag and the valid range; :func:`check_values` runs the same checks on values that came
+from elsewhere (a ``--config`` file, a preset, code).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+
+Check = Callable[[object], "str | None"]  # value -> None if fine, else what is wrong ("must be at least 1")
 
 
-def option(default, help: str, *, choices: Iterable | None = None, type=None, metavar=None, flag: str | None = None):
+def option(default, help: str, *, choices: Iterable | None = None, type=None, metavar=None, flag: str | None = None,
+           check: Check | None = None):
     """A dataclass field with what its command-line flag needs. ``type`` is needed only where the default does not
-    tell it (``None``); ``flag`` replaces the generated spelling (``--no_progress`` for ``progress``)."""
+    tell it (``None``); ``flag`` replaces the generated spelling (``--no_progress`` for ``progress``); ``check``
+    validates each value (each element of a tuple)."""
     metadata = {"help": help, "choices": tuple(choices) if choices is not None else None, "type": type,
-                "metavar": metavar, "flag": flag}
+                "metavar": metavar, "flag": flag, "check": check}
     return dataclasses.field(default=default, metadata=metadata)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a bad flag reported as one ``error:`` line that says where the options are listed (instead of
+    the whole usage text, which buries the line that matters)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} ({self.prog} --help lists the options)\n")
+
+
+class Typed:
+    """An argparse ``type``: converts the word with ``kind`` and applies ``check``; the error names the value and
+    what it must be (argparse adds the flag). ``kind`` and ``check`` stay readable for tests of the flags."""
+
+    def __init__(self, kind: type, check: Check | None = None):
+        self.kind, self.check = kind, check
+        self.__name__ = getattr(kind, "__name__", "value")
+
+    def __call__(self, word: str):
+        try:
+            value = self.kind(word)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"{word!r} is not {_KIND_NAMES.get(self.kind, 'valid')}") from None
+        problem = self.check(value) if self.check is not None else None
+        if problem:
+            raise argparse.ArgumentTypeError(f"{word}: {problem}")
+        return value
+
+
+_KIND_NAMES = {int: "an integer", float: "a number"}
+
+
+def check_values(obj, cls=None) -> None:
+    """Apply the option checks of ``cls`` (default: ``type(obj)``) to ``obj``'s values; raises ``ValueError`` with
+    one line naming every bad flag."""
+    problems = []
+    for f in option_fields(cls or type(obj)):
+        value, check = getattr(obj, f.name), f.metadata["check"]
+        kind = f.metadata["type"] or (type(f.default) if f.default is not None else None)
+        if value is None or (check is None and f.metadata["choices"] is None and kind not in (int, float, bool)):
+            continue
+        choices = f.metadata["choices"]
+        for element in value if isinstance(value, (tuple, list)) else (value,):
+            problem = _kind_problem(element, kind, f.default) or (check(element) if check else None)
+            if problem is None and choices is not None and element not in choices:
+                problem = f"must be one of {', '.join(map(str, choices))}"
+            if problem:
+                problems.append(f"--{f.name} {element!r}: {problem}")
+                break
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def _kind_problem(value, kind, default) -> str | None:
+    if isinstance(default, tuple):
+        kind = type(default[0])
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        return "must be an integer"
+    if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        return "must be a number"
+    if kind is bool and not isinstance(value, bool):
+        return "must be true or false"
+    return None
 
 
 def option_fields(cls, names: Iterable[str] | None = None) -> list[dataclasses.Field]:
@@ -55,12 +126,12 @@ def add_flags(parser, cls, names: Iterable[str] | None = None, defaults: dict | 
         elif isinstance(default, bool) or meta["type"] is bool:
             parser.add_argument(flag, action="store_true", default=default, help=meta["help"])
         elif isinstance(default, tuple):
-            parser.add_argument(flag, type=type(default[0]), nargs=len(default), metavar=meta["metavar"],
-                                default=default, help=meta["help"])
+            parser.add_argument(flag, type=Typed(type(default[0]), meta["check"]), nargs=len(default),
+                                metavar=meta["metavar"], default=default, help=meta["help"])
         else:
             kind = meta["type"] or (type(default) if default is not None else str)
-            parser.add_argument(flag, type=kind, default=default, choices=meta["choices"], metavar=meta["metavar"],
-                                help=meta["help"])
+            parser.add_argument(flag, type=Typed(kind, meta["check"]), default=default, choices=meta["choices"],
+                                metavar=meta["metavar"], help=meta["help"])
 
 
 def values_from(args: argparse.Namespace, cls, names: Iterable[str] | None = None) -> dict:

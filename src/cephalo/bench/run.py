@@ -14,6 +14,7 @@ from pathlib import Path
 import cephalo
 from cephalo.bench.report import load_average, speedup_text
 from cephalo.bench.techniques import ROW_NAMES, Row, build_rows, parse_techniques
+from cephalo.checks import above, at_least, writable_folder
 from cephalo.engine.config import TrainConfig
 from cephalo.flags import option, option_fields
 
@@ -29,14 +30,14 @@ class BenchOptions:
     """The ``cephalo bench`` flags: its own (below) plus ``training``, the :data:`TRAINING_FLAGS` values."""
 
     warmup_updates: int = option(2, "optimizer updates run first and timed apart ('first updates s': compile time "
-                                 "included)")
-    measure_updates: int = option(5, "optimizer updates images/s is measured over")
+                                 "included)", check=at_least(0))
+    measure_updates: int = option(5, "optimizer updates images/s is measured over", check=at_least(1))
     techniques: str = option("all", f"'all' or a comma list of: {', '.join(ROW_NAMES)}")
     output_dir: str | None = option(None, "where bench.md and bench.json go (default: "
-                                    "benchmarks/bench-<model>-<H>x<W>)")
+                                    "benchmarks/bench-<model>-<H>x<W>)", check=writable_folder)
     epoch_images: int = option(700, "images per epoch for the save-frequency figure (default 700: Aariz's "
-                               "training split)")
-    row_timeout_s: float = option(1800.0, "give up on a row after this long")
+                               "training split)", check=at_least(1))
+    row_timeout_s: float = option(1800.0, "give up on a row after this long", check=above(0))
     training: dict = field(default_factory=lambda: {**{f.name: f.default for f in option_fields(
         TrainConfig, TRAINING_FLAGS)}, **TRAINING_DEFAULTS})
 

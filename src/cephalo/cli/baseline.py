@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cephalo.checks import writable_file
 from cephalo.cli.common import add_dataset_args, check_split, data_options
 from cephalo.datasets.csv_dataset import write_landmarks_csv
 from cephalo.datasets.sources import DEFAULT_EVAL_SPLIT
 from cephalo.evaluation.mean_shape import fit_mean_shape, predict_mean_shape
+from cephalo.flags import Typed
 from cephalo.preprocessing.prepare import prepare_splits
 
 
@@ -18,7 +20,7 @@ def add_parser(subparsers) -> None:
     add_dataset_args(p)
     p.add_argument("--train_split", default="train", help="split the mean shape is fitted on (default train)")
     p.add_argument("--split", help="split to predict (default: test; test1 for ISBI; valid of a CSV)")
-    p.add_argument("--out", type=Path, required=True, help="predictions CSV to write")
+    p.add_argument("--out", type=Typed(Path, writable_file), required=True, help="predictions CSV to write")
     p.set_defaults(run=run)
 
 

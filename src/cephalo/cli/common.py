@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from cephalo.datasets.sources import SPLITS, DatasetSpec
@@ -37,19 +35,3 @@ def print_duplicates(duplicates: list[list[Path]]) -> None:
               file=sys.stderr)
         for group in duplicates:
             print("  - " + "  ==  ".join(str(p) for p in group), file=sys.stderr)
-
-
-def run_reporting_errors(action: Callable[[], int], on_interrupt: str) -> int:
-    """Run a command; bad input the user can fix (ValueError, FileNotFoundError) becomes one ``error:`` line and
-    exit code 2, because a traceback would bury the message that names the file and the remedy.
-    ``CEPHALO_DEBUG=1`` shows the traceback instead."""
-    try:
-        return action()
-    except (ValueError, FileNotFoundError) as e:
-        if os.environ.get("CEPHALO_DEBUG"):
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(on_interrupt, file=sys.stderr)
-        return 130

@@ -7,10 +7,12 @@ import json
 from pathlib import Path
 
 from cephalo.atomic import write_text
+from cephalo.checks import at_least, existing_file, writable_file, writable_folder
 from cephalo.cli.common import add_dataset_args, check_split, data_options
 from cephalo.datasets.sources import DEFAULT_EVAL_SPLIT, load_records
 from cephalo.evaluation.evaluate import score_predictions
 from cephalo.evaluation.predictions import read_predictions
+from cephalo.flags import Typed
 from cephalo.metrics import format_report
 
 
@@ -18,21 +20,20 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("evaluate", help="score predictions (CSV) against ground truth", description=__doc__)
     add_dataset_args(p, image_size=False)
     p.add_argument("--split", help="split to score (default: test; test1 for ISBI; all rows of a CSV)")
-    p.add_argument("--predictions", type=Path, required=True,
+    p.add_argument("--predictions", type=Typed(Path, existing_file), required=True,
                    help="CSV in the dataset layout: image,spacing_mm,<name>_x,<name>_y,... in original pixels")
-    p.add_argument("--output", type=Path, help="JSON report (default: next to the predictions, *.eval.json)")
+    p.add_argument("--output", type=Typed(Path, writable_file),
+                   help="JSON report (default: next to the predictions, *.eval.json)")
     p.add_argument("--allow_missing", action="store_true", help="score only the images that have a prediction")
-    p.add_argument("--report", type=Path, metavar="DIR",
+    p.add_argument("--report", type=Typed(Path, writable_folder), metavar="DIR",
                    help="also write a report folder: report.html with tables, plots (needs matplotlib) and the "
                         "worst images drawn, per_landmark.csv/.md, per_image.csv, report.json")
-    p.add_argument("--worst", type=int, default=6, metavar="N",
+    p.add_argument("--worst", type=Typed(int, at_least(0)), default=6, metavar="N",
                    help="--report: how many of the images with the highest MRE to draw (default 6)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.worst < 0:
-        raise ValueError(f"--worst {args.worst}: give 0 or more images")
     options = data_options(args)
     spec = options.dataset_spec()
     split = check_split(spec, args.split or DEFAULT_EVAL_SPLIT[spec.resolved_format])

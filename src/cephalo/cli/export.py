@@ -12,16 +12,22 @@ import argparse
 import sys
 from pathlib import Path
 
+from cephalo.checks import between, existing_file, writable_file
+from cephalo.flags import Typed
+
 SELF_CHECK_TOLERANCE = 1e-3  # max abs heatmap difference between ONNX Runtime and PyTorch, fp32
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("export", help="export a checkpoint to ONNX", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, required=True, help="best.pt / last.pt written by cephalo train")
+    p.add_argument("--checkpoint", type=Typed(Path, existing_file), required=True,
+                   help="best.pt / last.pt written by cephalo train")
     p.add_argument("--format", choices=("onnx",), default="onnx", help="output format (default onnx)")
-    p.add_argument("--out", type=Path, default=None, help="output file (default: the checkpoint's name with .onnx)")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset version (default 18)")
+    p.add_argument("--out", type=Typed(Path, writable_file), default=None,
+                   help="output file (default: the checkpoint's name with .onnx)")
+    p.add_argument("--opset", type=Typed(int, between(9, 23)), default=None,
+                   help="ONNX opset version, 9-23 (default 18)")
     p.add_argument("--exporter", choices=("auto", "torchscript", "dynamo"), default="auto",
                    help="PyTorch exporter: auto tries the TorchScript one, then the dynamo one (default auto)")
     p.add_argument("--no_check", action="store_true",

@@ -9,12 +9,12 @@ pixel spacing come along). Writes to --out: predictions.csv (the CSV dataset lay
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
+from cephalo.checks import above, at_least, device_name, existing_file, writable_folder
 from cephalo.datasets.sources import DEFAULT_EVAL_SPLIT, FORMATS
-from cephalo.flags import add_flags, values_from
+from cephalo.flags import Typed, add_flags, values_from
 from cephalo.inference.inputs import resolve_inputs
 from cephalo.inference.loading import load_predictor
 from cephalo.preprocessing.options import DataOptions
@@ -28,16 +28,18 @@ def add_parser(subparsers) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image file, folder of images, or dataset (Aariz/ISBI 2015 folder, CSV file or its folder)")
-    p.add_argument("--checkpoint", type=Path, required=True,
+    p.add_argument("--checkpoint", type=Typed(Path, existing_file), required=True,
                    help="best.pt / last.pt from cephalo train, or an .onnx from cephalo export (holds everything needed)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    p.add_argument("--out", type=Typed(Path, writable_folder), required=True, help="output folder (created)")
     p.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.jpg with the landmarks drawn")
-    p.add_argument("--batch_size", type=int, default=4, help="images per forward pass (default 4)")
-    p.add_argument("--num_workers", type=int, default=2, help="DataLoader workers reading images (default 2)")
-    p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (default: CUDA when there is one)")
+    p.add_argument("--batch_size", type=Typed(int, at_least(1)), default=4, help="images per forward pass (default 4)")
+    p.add_argument("--num_workers", type=Typed(int, at_least(0)), default=2,
+                   help="DataLoader workers reading images (default 2)")
+    p.add_argument("--device", type=Typed(str, device_name), default="auto",
+                   help="auto|cpu|cuda|cuda:N (default: CUDA when there is one)")
     p.add_argument("--no_mixed_precision", dest="mixed_precision", action="store_false",
                    help="fp32 instead of autocast (fp16 on CUDA, bf16 on CPU)")
-    p.add_argument("--spacing_mm", type=float,
+    p.add_argument("--spacing_mm", type=Typed(float, above(0)),
                    help="pixel spacing (mm per pixel) of images whose spacing no dataset gives: adds mm to the JSON")
     p.add_argument("--dataset_format", choices=FORMATS, help="read folder/CSV inputs as this dataset layout (default: detected)")
     p.add_argument("--split", help="dataset split to predict (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_EVAL_SPLIT.items()) + ")")
@@ -49,10 +51,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.batch_size < 1 or args.num_workers < 0:
-        raise ValueError("--batch_size must be at least 1 and --num_workers 0 or more")
-    if args.spacing_mm is not None and not (math.isfinite(args.spacing_mm) and args.spacing_mm > 0):
-        raise ValueError(f"--spacing_mm must be a positive number of mm per pixel, got {args.spacing_mm}")
     predictor = load_predictor(args.checkpoint, args.device, args.mixed_precision)
     items, issues, notes = resolve_inputs(args.inputs, args.dataset_format, args.split, args.recursive,
                                           exclude=args.out.resolve(),

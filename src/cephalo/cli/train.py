@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from cephalo.cli.common import run_reporting_errors
-from cephalo.engine.config import parse_args
+from cephalo.cli.errors import PARTIAL, report_errors, strip_debug
+from cephalo.flags import Parser
+
+INTERRUPTED = ("interrupted at once: the newest state is in the run folder's recovery.pt or last.pt; "
+               "continue with cephalo train --resume <run folder>")
 
 
 def main(argv: list[str] | None = None, prog: str = "cephalo train") -> int:
-    config = parse_args(argv, argparse.ArgumentParser(prog=prog, description=__doc__))
-    from cephalo.engine.trainer import fit  # after parsing: --help stays instant
+    argv, debug = strip_debug(list(sys.argv[1:] if argv is None else argv))
 
     def train() -> int:
-        from cephalo.engine.oom import OutOfMemoryStop
+        from cephalo.engine.config import given_flags, parse_args
 
-        try:
-            fit(config)
-        except OutOfMemoryStop as e:  # the message says what to change; a traceback would bury it
-            print(f"error: {e}", file=sys.stderr)
-            return 3
-        return 0
+        config = parse_args(argv, Parser(prog=prog, description=__doc__ + " --debug shows the traceback behind "
+                                         "an error."))
+        from cephalo.engine.trainer import fit  # after parsing: --help stays instant
 
-    return run_reporting_errors(
-        train,
-        "interrupted at once: the newest state is in the run folder's recovery.pt or last.pt; "
-        "continue with cephalo train --resume <run folder>",
-    )
+        result = fit(config, given=given_flags(argv))
+        return 0 if result.interrupted or result.best_written else PARTIAL
+
+    return report_errors(train, INTERRUPTED, debug)

@@ -10,8 +10,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from cephalo.checks import above, at_least, between, device_name, existing_file, resume_source, writable_folder
 from cephalo.engine.augment import AUGMENTATION_LEVELS
-from cephalo.flags import add_flags, option, option_fields, values_from
+from cephalo.flags import Parser, Typed, add_flags, option, option_fields, values_from
 from cephalo.models import MODEL_NAMES
 from cephalo.preprocessing.options import DataOptions
 
@@ -40,22 +41,24 @@ class TrainConfig(DataOptions):
     # model and targets
     model: str = option("hrnet_w18_small", "network: one of " + ", ".join(MODEL_NAMES) + " ('hrnet' is HRNet-W32)",
                         choices=MODEL_NAMES)
-    pretrained: str | None = option(None, "timm-format ImageNet weights (.safetensors or .pth) for the backbone")
+    pretrained: str | None = option(None, "timm-format ImageNet weights (.safetensors or .pth) for the backbone",
+                                    check=existing_file)
     head_stride: int = option(2, "output stride of the heatmaps: 4, 2 or 1", choices=(1, 2, 4))  # 2: measured
     # better than 4 on ISBI at 256² (benchmarks/training_isbi.md)
-    sigma: float = option(2.0, "Gaussian sigma of the target heatmaps, in heatmap pixels")
+    sigma: float = option(2.0, "Gaussian sigma of the target heatmaps, in heatmap pixels", check=above(0))
     augmentation: str = option("full", "none|light|full: random affine (landmarks moved with the image, those "
                                "leaving it masked) and intensity changes, applied in batch on the training device",
                                choices=AUGMENTATION_LEVELS)  # full: measured better on ISBI and the main job
     # optimisation
-    batch_size: int = option(8, "images per forward pass (the micro-batch)")
+    batch_size: int = option(8, "images per forward pass (the micro-batch)", check=at_least(1))
     gradient_accumulation_steps: int = option(1, "micro-batches per optimizer update (effective batch = "
-                                              "batch_size x this)")
-    epochs: int = option(20, "epochs to train")
-    lr: float = option(2e-3, "peak learning rate of AdamW")
-    weight_decay: float = option(1e-4, "AdamW weight decay (not on biases and normalisation weights)")
-    warmup_epochs: float = option(1.0, "linear LR warm-up, then cosine decay to lr x min_lr_ratio")
-    min_lr_ratio: float = option(0.01, "the learning rate at the end, as a share of --lr")
+                                              "batch_size x this)", check=at_least(1))
+    epochs: int = option(20, "epochs to train", check=at_least(1))
+    lr: float = option(2e-3, "peak learning rate of AdamW", check=at_least(0))
+    weight_decay: float = option(1e-4, "AdamW weight decay (not on biases and normalisation weights)",
+                                 check=at_least(0))
+    warmup_epochs: float = option(1.0, "linear LR warm-up, then cosine decay to lr x min_lr_ratio", check=at_least(0))
+    min_lr_ratio: float = option(0.01, "the learning rate at the end, as a share of --lr", check=between(0, 1))
     # precision, EMA, speed
     preset: str | None = option(None, "8 GB settings: rtx3070ti (batch 1 x accumulation 8, fp16, EMA, 2 workers), "
                                 "rtx3070ti-aggressive (batch 2 x 4), rtx3060 (12 GB: batch 2 x 4), auto (8 images per "
@@ -65,17 +68,19 @@ class TrainConfig(DataOptions):
     amp_dtype: str = option("auto", "auto|fp16|bf16 for --mixed_precision", choices=("auto", "fp16", "bf16"))
     use_ema: bool = option(False, "keep an exponential moving average of the weights; validate and pick 'best' "
                            "with it")
-    ema_decay: float = option(0.999, "EMA decay per optimizer update (warmed up from 0.1)")
-    num_workers: int = option(2, "DataLoader worker processes reading the cache (0: in the training process)")
+    ema_decay: float = option(0.999, "EMA decay per optimizer update (warmed up from 0.1)",
+                              check=between(0, 1, high_open=True))
+    num_workers: int = option(2, "DataLoader worker processes reading the cache (0: in the training process)",
+                              check=at_least(0))
     pin_memory: bool = option(True, "page-locked host batches so copies to the GPU are asynchronous (CUDA; on by "
                               "default, --no_pin_memory to turn off)")
-    prefetch_factor: int = option(2, "batches each worker prepares ahead")
+    prefetch_factor: int = option(2, "batches each worker prepares ahead", check=at_least(1))
     persistent_workers: bool = option(True, "keep workers alive between epochs (on by default; "
                                       "--no_persistent_workers)")
     non_blocking: bool = option(True, "asynchronous host-to-GPU copies, the next batch copied on a side stream "
                                 "while the current one computes (on by default; --no_non_blocking)")
     vram_budget_gb: float | None = option(None, "cap this process's GPU memory at this many GiB (emulates a smaller "
-                                          "card, e.g. 8)", type=float)
+                                          "card, e.g. 8)", type=float, check=above(0))
     auto_micro_batch: bool = option(False, "measure a few real steps and use the largest micro-batch that fits the "
                                     "GPU memory (or --vram_budget_gb) with a 15 %% margin, keeping batch_size x "
                                     "accumulation")
@@ -89,30 +94,32 @@ class TrainConfig(DataOptions):
                            "(SyncBatchNorm)")
     # loop
     early_stopping: bool = option(False, "stop when --monitor has not improved for --patience validations")
-    patience: int = option(20, "validations without improvement before early stopping")
+    patience: int = option(20, "validations without improvement before early stopping", check=at_least(1))
     min_delta: float = option(0.0, "an improvement of --monitor smaller than this does not count (early stopping, "
-                              "best.pt)")
+                              "best.pt)", check=at_least(0))
     monitor: str = option("val_mre_mm", "metric that picks 'best' and drives early stopping: val_mre_mm or "
                           "val_loss", choices=("val_mre_mm", "val_loss"))
     save_frequency: int = option(1, "write last.pt every N epochs (and at the end); best.pt and recovery.pt as "
-                                 "usual")
+                                 "usual", check=at_least(1))
     fused_optimizer: bool = option(False, "fused AdamW kernels on CUDA (foreach elsewhere); the choice is printed")
-    val_every: int = option(1, "validate every N epochs (and after the last)")
-    log_every: int = option(10, "refresh the progress line every N optimizer updates")
+    val_every: int = option(1, "validate every N epochs (and after the last)", check=at_least(1))
+    log_every: int = option(10, "refresh the progress line every N optimizer updates", check=at_least(1))
     max_updates: int | None = option(None, "stop after this many optimizer updates (quick runs, benchmarks)",
-                                     type=int)
+                                     type=int, check=at_least(1))
     deterministic: bool = option(False, "deterministic algorithms (repeatable runs on CPU; on GPU as far as cuDNN "
                                  "allows, slower)")
     max_bad_updates: int = option(20, "stop after this many updates in a row with non-finite loss or gradients "
-                                  "(each is skipped)")
-    recovery_interval: int = option(0, "write recovery.pt every N optimizer updates (0: every --recovery_minutes)")
+                                  "(each is skipped)", check=at_least(1))
+    recovery_interval: int = option(0, "write recovery.pt every N optimizer updates (0: every --recovery_minutes)",
+                                    check=at_least(0))
     recovery_minutes: float = option(5.0, "minutes of training between recovery checkpoints when "
-                                     "--recovery_interval is 0")
-    device: str = option("auto", "auto|cpu|cuda|cuda:N")
-    output_dir: str = option("runs", "folder of the run folders")
+                                     "--recovery_interval is 0", check=above(0))
+    device: str = option("auto", "auto|cpu|cuda|cuda:N", check=device_name)
+    output_dir: str = option("runs", "folder of the run folders", check=writable_folder)
     run_name: str | None = option(None, "the run folder's name (default: model, dataset and time)")
     resume: str | None = option(None, "continue a run: a checkpoint, a run folder (its newest valid checkpoint), or "
-                                "'auto' (--run_name's folder, else the newest run in --output_dir)")
+                                "'auto' (--run_name's folder, else the newest run in --output_dir)",
+                                check=resume_source)
     progress: bool = option(True, "no progress bars", flag="--no_progress")
 
     def to_dict(self) -> dict:
@@ -121,28 +128,60 @@ class TrainConfig(DataOptions):
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The ``cephalo train`` flags, generated from :class:`TrainConfig` so names, defaults and help cannot drift."""
-    parser = parser or argparse.ArgumentParser(prog="cephalo train")
-    parser.add_argument("--config", type=Path, help="JSON/YAML file of these options; explicit flags win")
+    parser = parser or Parser(prog="cephalo train")
+    parser.add_argument("--config", type=Typed(Path, existing_file),
+                        help="JSON/YAML file of these options; explicit flags win")
     add_flags(parser, TrainConfig)
     return parser
 
 
 def load_config_file(path: Path) -> dict:
-    """Options from a JSON or YAML file, checked against the known option names."""
-    text = path.read_text(encoding="utf-8")
+    """Options from a JSON or YAML file, checked against the known option names; ``ValueError`` naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise ValueError(f"--config {path}: {e.strerror or e}") from None
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             import yaml
         except ImportError:
             raise ValueError(f"{path}: reading YAML needs PyYAML (pip install pyyaml), or give a .json file") from None
-        values = yaml.safe_load(text) or {}
+        try:
+            values = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     else:
-        values = json.loads(text)
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected an object of option names and values, found {type(values).__name__}")
+    if isinstance(values.get("image_size"), list):
+        values["image_size"] = tuple(values["image_size"])
     known = {f.name for f in option_fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"{path}: unknown option(s) {', '.join(unknown)}")
     return values
+
+
+def given_flags(argv: list[str]) -> set[str]:
+    """The options ``argv`` sets: its flags, the keys of its ``--config`` file and those of its ``--preset``."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    args = vars(parser.parse_known_args(argv)[0])
+    given = set(args) - {"config", "help"}
+    if args.get("config") is not None:
+        file_values = load_config_file(args["config"])
+        given |= set(file_values)
+        args.setdefault("preset", file_values.get("preset"))
+    if args.get("preset") in PRESETS:
+        given |= set(PRESETS[args["preset"]])
+    return given
 
 
 def parse_args(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> TrainConfig:
@@ -158,4 +197,6 @@ def parse_args(argv: list[str] | None = None, parser: argparse.ArgumentParser | 
             parser.set_defaults(**PRESETS[preset])
         parser.set_defaults(**file_values)
         args = parser.parse_args(argv)
-    return TrainConfig(**values_from(args, TrainConfig))
+    config = TrainConfig(**values_from(args, TrainConfig))
+    config.check()  # the values of a --config file or a preset too
+    return config

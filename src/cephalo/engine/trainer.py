@@ -3,6 +3,7 @@ and a clean stop on Ctrl+C / SIGTERM."""
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ class FitResult:
     tracker: Tracker
     metrics: dict = field(default_factory=dict)
     interrupted: str | None = None  # the signal that stopped it; recovery.pt holds its state
+    best_written: bool = True  # False: rank 0 ended without a best.pt (no validation ran, or every write failed)
 
 
 def run_directory(config: TrainConfig) -> Path:
@@ -59,13 +61,15 @@ def describe(t: Training, run_dir: Path) -> str:
     return "\n".join(lines + list(t.notes))
 
 
-def fit(config: TrainConfig, model: torch.nn.Module | None = None) -> FitResult:
-    """Train as ``config`` says. ``model`` replaces the one ``config.model`` names (tests use tiny ones).
+def fit(config: TrainConfig, model: torch.nn.Module | None = None, given: set[str] | None = None) -> FitResult:
+    """Train as ``config`` says. ``model`` replaces the one ``config.model`` names (tests use tiny ones);
+    ``given``: the options the user set (see :func:`~cephalo.engine.resume.resolve_resume`).
 
     Under ``torchrun`` every rank runs this; rank 0 alone prints, logs and writes checkpoints, and decisions
     (stop, save a recovery checkpoint) are agreed between ranks at each update.
     """
-    config, resume_state, _ = resolve_resume(config)
+    config.check()
+    config, resume_state, resume_path, resume_notes = resolve_resume(config, given)
     t = build_training(config, model)
     main = t.dist.is_main
     say = print if main else (lambda *args, **kwargs: None)
@@ -73,8 +77,10 @@ def fit(config: TrainConfig, model: torch.nn.Module | None = None) -> FitResult:
     log, writer = RunLog(run_dir, t.config.to_dict(), enabled=main), CheckpointWriter(run_dir, t)
     progress, tracker = Progress(loss_sum=torch.zeros((), device=t.device)), Tracker(t.config.monitor)
     if resume_state is not None:
-        progress, tracker = restore(t, resume_state)
+        progress, tracker = restore(t, resume_state, resume_path)
         say(f"resumed from {t.config.resume} at epoch {progress.epoch + 1}, update {progress.updates}")
+        for note in resume_notes:
+            say(f"note: {note}")
     say(describe(t, run_dir))
     result = FitResult(run_dir, tracker)
     try:
@@ -94,10 +100,12 @@ def fit(config: TrainConfig, model: torch.nn.Module | None = None) -> FitResult:
         return result
     if tracker.stopped_because:
         say(tracker.stopped_because)
-    if (run_dir / "best.pt").is_file():
+    result.best_written = (run_dir / "best.pt").is_file() or not main
+    if result.best_written:
         say(f"best {tracker.monitor} {tracker.best:.4g} at epoch {tracker.best_epoch}: {run_dir / 'best.pt'}")
     else:
-        say(f"no best.pt was written in {run_dir} (no validation ran, or the disk refused every write)")
+        print(f"error: no best.pt was written in {run_dir} (no validation ran before the run stopped, or the disk "
+              "refused every write: see the warnings above)", file=sys.stderr)
     return result
 
 

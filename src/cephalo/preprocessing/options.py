@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cephalo.checks import between, dataset_location, multiple_of, writable_folder
 from cephalo.datasets.sources import FORMATS, DatasetSpec, default_cache_dir
-from cephalo.flags import option
+from cephalo.flags import check_values, option
 from cephalo.preprocessing.cache import LetterboxCache
 
 DEFAULT_IMAGE_SIZE = (256, 256)  # fast on a CPU; the user's own runs say --image_size 1024 1024
@@ -21,20 +22,28 @@ DEFAULT_IMAGE_SIZE = (256, 256)  # fast on a CPU; the user's own runs say --imag
 @dataclass
 class DataOptions:
     dataset_path: str = option("synthetic", "dataset folder (Aariz or ISBI 2015 layout), a CSV file, or "
-                               "'synthetic' (the built-in dataset, generated on first use)")
+                               "'synthetic' (the built-in dataset, generated on first use)", check=dataset_location)
     dataset_format: str | None = option(None, f"layout of --dataset_path: {'|'.join(FORMATS)} (default: detected)",
                                         choices=FORMATS)
     seed: int = option(0, "seed of the CSV split and the synthetic dataset (in training also of the "
-                       "initialisation, the data order and the augmentation)")
+                       "initialisation, the data order and the augmentation)", check=between(0, 2**32 - 1))
     val_fraction: float = option(0.2, "share of the images that validate when the dataset has no validation split "
-                                 "(a CSV without a split column, ISBI 2015)")
+                                 "(a CSV without a split column, ISBI 2015)", check=between(0, 1, high_open=True))
     test_fraction: float = option(0.0, "share of a CSV without a split column held out as 'test' (never trained "
-                                  "on; give the same value to train, predict and evaluate)")
+                                  "on; give the same value to train, predict and evaluate)",
+                                  check=between(0, 1, high_open=True))
     skip_bad: bool = option(False, "leave out bad images and annotations with a warning instead of stopping")
     cache_dir: str | None = option(None, "where letterboxed images are cached (default: $CEPHALO_CACHE or "
-                                   f"{default_cache_dir()})")
+                                   f"{default_cache_dir()})", check=writable_folder)
     image_size: tuple[int, int] = option(DEFAULT_IMAGE_SIZE, "network input H W: images are letterboxed to it",
-                                         metavar=("H", "W"))
+                                         metavar=("H", "W"), check=multiple_of(32, "the networks downsample 32x"))
+
+    def check(self) -> None:
+        """Every option's own check, then what only the options together can say; ``ValueError`` naming flags."""
+        check_values(self)
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError(f"--val_fraction {self.val_fraction:g} and --test_fraction {self.test_fraction:g} leave "
+                             "no images to train on: their sum must be below 1")
 
     def dataset_spec(self) -> DatasetSpec:
         return DatasetSpec(str(self.dataset_path), self.dataset_format, seed=self.seed,

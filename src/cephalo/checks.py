@@ -1,0 +1,95 @@
+"""What an option's value must be: small checks that return ``None`` for a good value, else the words that finish
+``--flag VALUE: ...`` (``must be at least 1``), used by :func:`cephalo.flags.option` fields and by the flags the
+commands add by hand. Paths are checked for what the command will do with them: read a file, read a dataset, or
+write into a folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def at_least(low: float):
+    def check(value) -> str | None:
+        return None if value >= low else f"must be at least {low:g}"
+    return check
+
+
+def above(low: float):
+    def check(value) -> str | None:
+        return None if value > low else f"must be more than {low:g}"
+    return check
+
+
+def between(low: float, high: float, *, high_open: bool = False):
+    """``low <= value <= high`` (``< high`` with ``high_open``)."""
+    def check(value) -> str | None:
+        fine = low <= value < high if high_open else low <= value <= high
+        return None if fine else f"must be in [{low:g}, {high:g}{')' if high_open else ']'}"
+    return check
+
+
+def multiple_of(step: int, why: str):
+    def check(value) -> str | None:
+        return None if value > 0 and value % step == 0 else f"must be a positive multiple of {step} ({why})"
+    return check
+
+
+def device_name(value: str) -> str | None:
+    name, _, index = value.partition(":")
+    if name in ("auto", "cpu") and not index or name == "cuda" and (not index or index.isdigit()):
+        return None
+    return "must be auto, cpu, cuda or cuda:N"
+
+
+def existing_file(value) -> str | None:
+    path = Path(value)
+    if path.is_file():
+        return None
+    return "is a folder, not a file" if path.is_dir() else "no such file"
+
+
+def existing_path(value) -> str | None:
+    return None if Path(value).exists() else "no such file or folder"
+
+
+def dataset_location(value) -> str | None:
+    if str(value) == "synthetic" or Path(value).exists():
+        return None
+    return "no such dataset folder or CSV file (or give 'synthetic' for the built-in dataset)"
+
+
+def resume_source(value) -> str | None:
+    if value == "auto" or Path(value).exists():
+        return None
+    return "no such checkpoint or run folder (or give 'auto')"
+
+
+def writable_folder(value) -> str | None:
+    """A folder that exists and can be written, or that can be created."""
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        return "is a file, not a folder"
+    existing = path if path.exists() else _nearest_existing(path)
+    if existing is None or not existing.is_dir():
+        return f"cannot be created ({existing} is a file)" if existing else "cannot be created"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == path else f" ({existing})"
+        return f"is not writable{where}: read-only or no permission; choose another folder"
+    return None
+
+
+def writable_file(value) -> str | None:
+    """A file that can be written (created or replaced) where it is."""
+    path = Path(value)
+    if path.is_dir():
+        return "is a folder, not a file"
+    problem = writable_folder(path.parent if str(path.parent) else ".")
+    return None if problem is None else f"its folder {path.parent} {problem}"
+
+
+def _nearest_existing(path: Path) -> Path | None:
+    for parent in path.absolute().parents:
+        if parent.exists():
+            return parent
+    return None
