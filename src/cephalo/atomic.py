@@ -1,9 +1,12 @@
 """Writing files that others read (checkpoints, cache entries, tables, reports) so that a crash, an interrupt or a
-full disk never leaves half a file: write a temporary sibling, then rename it over the target."""
+full disk never leaves half a file: write a temporary sibling, then rename it over the target. A write that fails
+is one :class:`WriteError` naming the file, whatever library was writing."""
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,8 +17,9 @@ def atomic_open(path: Path | str, mode: str = "wb", *, fsync: bool = False, **op
     """Open a temporary sibling of ``path`` for writing; when the block ends without error it replaces ``path``.
 
     On any error (including KeyboardInterrupt) the temporary file is removed and ``path`` keeps its previous
-    content. ``fsync=True`` flushes to the disk before the rename, for files that must survive a power cut.
-    The temporary name is unique per process and thread, so parallel writers never share one.
+    content; a failed write (a full disk, a read-only folder) is raised as :class:`WriteError` naming ``path``.
+    ``fsync=True`` flushes to the disk before the rename, for files that must survive a power cut. The temporary
+    name is unique per process and thread, so parallel writers never share one.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
@@ -26,20 +30,34 @@ def atomic_open(path: Path | str, mode: str = "wb", *, fsync: bool = False, **op
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
-        raise
+        failure = write_failure(e)
+        if failure is None or isinstance(e, WriteError):
+            raise
+        raise WriteError(path, failure) from e
 
 
 class WriteError(OSError):
     """A file or folder that cannot be written, with what the user can do about it (``hint``)."""
 
     def __init__(self, path: Path | str, cause: OSError, hint: str = ""):
-        super().__init__(cause.errno, cause.strerror or str(cause), str(path))
+        code, reason = cause.errno, cause.strerror or str(cause)
+        if code is None and _nearly_full(Path(path)):  # numpy's short write says only "N requested and M written"
+            code, reason = errno.ENOSPC, os.strerror(errno.ENOSPC)
+        super().__init__(code, reason, str(path))
         self.hint = hint
 
     def __str__(self) -> str:
         return f"{self.filename}: {self.strerror}" + (f"; {self.hint}" if self.hint else "")
+
+
+def _nearly_full(path: Path) -> bool:
+    folder = path if path.is_dir() else path.parent
+    try:
+        return shutil.disk_usage(folder).free < 2**20
+    except OSError:
+        return False
 
 
 def write_failure(error: BaseException) -> OSError | None:

@@ -19,6 +19,7 @@ inference finds each one.
 
 from __future__ import annotations
 
+import pickle
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -160,7 +161,10 @@ def load_checkpoint(path: Path | str) -> dict:
     try:
         with torch.serialization.safe_globals(_NUMPY_ARRAYS):  # version 1's numpy RNG state; no code, no classes
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, not a torch file, pickled objects beyond tensors and plain data, ...
+    except pickle.UnpicklingError:  # not a pickle, or one with objects beyond tensors and plain data (never run)
+        raise ValueError(f"{path}: not a readable cephalo checkpoint (not a torch file, or it holds pickled objects "
+                         "that are not loaded)") from None
+    except Exception as e:  # a truncated zip, a damaged file
         first = (str(e).strip().splitlines() or [""])[0][:200]
         raise ValueError(f"{path}: not a readable cephalo checkpoint ({type(e).__name__}: {first})") from None
     version = state.get("version") if isinstance(state, dict) else None

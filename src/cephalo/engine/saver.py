@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+import sys
 import time
-import warnings
 from pathlib import Path
 
 from cephalo.engine.checkpoint import save_checkpoint
@@ -30,9 +30,9 @@ class CheckpointWriter:
         path = self.run_dir / name
         try:
             save_checkpoint(path, checkpoint_state(self.t, progress, tracker, metrics))
-        except OSError as e:
-            warnings.warn(f"could not write {path} ({e.strerror or e}); the previous {name} is intact. "
-                          "Free disk space: the next save will try again.")
+        except OSError as e:  # WriteError: a full disk, a read-only folder (torch's own errors included)
+            print(f"warning: could not write {path} ({e.strerror or e}); the previous {name} is intact. Free disk "
+                  "space: the next save tries again.", file=sys.stderr, flush=True)
             return False
         return True
 

@@ -9,6 +9,7 @@ over the input channels: a grey image fed as R = G = B gives the same first-laye
 
 from __future__ import annotations
 
+import pickle
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,9 +74,19 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
             from safetensors.torch import load_file  # optional dependency, only needed for this format
         except ImportError as e:
             raise ImportError(f"reading {path.name} needs the safetensors package: pip install safetensors") from e
-        state = load_file(str(path), device="cpu")
+        try:
+            state = load_file(str(path), device="cpu")
+        except Exception as e:  # safetensors' own error type: a truncated or foreign file
+            raise ValueError(f"{path}: not a readable safetensors weight file ({_first_line(e)})") from None
     elif path.suffix in (".pth", ".pt", ".bin"):
-        state = torch.load(path, map_location="cpu", weights_only=True)  # no pickled code runs
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)  # no pickled code runs
+        except pickle.UnpicklingError:  # not a pickle, or one with objects beyond tensors (never run)
+            raise ValueError(f"{path}: not a weight file (not a torch file, or it holds pickled objects that are "
+                             "not loaded); expected timm-format weights (.safetensors or .pth)") from None
+        except Exception as e:  # a damaged zip, a truncated file
+            raise ValueError(f"{path}: not a readable weight file ({type(e).__name__}: {_first_line(e)}); "
+                             "expected timm-format weights (.safetensors or .pth)") from None
     else:
         raise ValueError(f"unsupported checkpoint format {path.suffix!r} ({path}); "
                          "expected .safetensors, .pth, .pt or .bin")
@@ -88,6 +99,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
 def load_pretrained(model: nn.Module, path: str | Path, verbose: bool = True) -> LoadReport:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cephalo.atomic import atomic_open, write_text
+from cephalo.atomic import WriteError, atomic_open, write_text
 from cephalo.console import progress_bar
 from cephalo.datasets.checks import outside_image_problem
 from cephalo.datasets.issues import DataIssue
@@ -26,6 +26,7 @@ from cephalo.image_io import ImageReadError, decode_grey, read_bytes
 from cephalo.preprocessing.letterbox import Letterbox
 
 CACHE_VERSION = 1  # bump when the stored pixels would change (interpolation, grey conversion, ...)
+CACHE_HINT = "the letterbox cache cannot be written there: give --cache_dir or set CEPHALO_CACHE to a folder with space"
 
 
 @dataclass(frozen=True)
@@ -89,15 +90,18 @@ class LetterboxCache:
         letterbox = Letterbox(image.shape[:2], self.image_size)
         key = self.key(source)
         array_path = self.folder / f"{key}.npy"
-        with atomic_open(array_path) as f:
-            np.save(f, letterbox.apply(image))
         meta = {
             "source": str(source),
             "source_size": list(image.shape[:2]),
             "content_hash": hashlib.sha256(data).hexdigest(),
             "version": CACHE_VERSION,
         }
-        write_text(self.folder / f"{key}.json", json.dumps(meta))
+        try:
+            with atomic_open(array_path) as f:
+                np.save(f, letterbox.apply(image))
+            write_text(self.folder / f"{key}.json", json.dumps(meta))
+        except WriteError as e:  # the cache's problem, not the image's: stop with where to put the cache
+            raise WriteError(e.filename, e, CACHE_HINT) from None
         return CacheEntry(array_path, tuple(image.shape[:2]), self.image_size, meta["content_hash"])
 
     def _entry(self, source: Path) -> tuple[CacheEntry, bool]:
@@ -113,12 +117,17 @@ class LetterboxCache:
         runs in threads: OpenCV releases the GIL while decoding and resizing.
         """
         start = time.perf_counter()
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise WriteError(self.folder, e, CACHE_HINT) from None
         result = PrepareResult()
 
         def work(record: LandmarkRecord):
             try:
                 return self._entry(record.image_path)
+            except WriteError:
+                raise  # stops the command: no image is to blame
             except FileNotFoundError:
                 return ImageReadError(f"{record.image_path}: image file not found")
             except (ImageReadError, OSError) as e:
