@@ -38,6 +38,9 @@ def build_datasets(config: TrainConfig) -> tuple[CachedLandmarkDataset, CachedLa
         where = f"{fmt}: validation = seeded {config.val_fraction:.0%} of '{config.train_split}'"
     if not val_pairs:
         raise ValueError(f"{config.dataset_path}: the validation split is empty; raise --val_fraction or give --val_split")
+    if not train_pairs:
+        raise ValueError(f"{config.dataset_path}: --val_fraction {config.val_fraction:g} leaves no training images "
+                         f"(of {len(train.records)}); lower it")
     train_set = CachedLandmarkDataset(*map(list, zip(*train_pairs)))
     val_set = CachedLandmarkDataset(*map(list, zip(*val_pairs)))
     return train_set, val_set, f"{where} ({len(train_set)} / {len(val_set)} images)"

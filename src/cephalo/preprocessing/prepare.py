@@ -22,5 +22,8 @@ def prepare_splits(
     resolve_issues(issues, "skip" if skip_bad else "error", context=f"{spec.resolved_format} dataset {spec.path}")
     for split, result in results.items():
         if not result.records:
-            raise ValueError(f"{spec.path}: the {split} split has no usable images")
+            drawn = spec.resolved_format == "csv" and split in ("train", "valid", "test")
+            hint = (" (a CSV without a split column draws it with --val_fraction and --test_fraction: "
+                    f"{spec.val_fraction:g} and {spec.test_fraction:g} here)") if drawn else ""
+            raise ValueError(f"{spec.path}: the {split} split has no usable images{hint}")
     return results
