@@ -70,3 +70,23 @@ def test_predict_reads_dataset_splits_with_the_same_options(flag, tmp_path):
     assert hasattr(args, flag[2:]), f"cephalo predict has no {flag}"
     assert getattr(args, flag[2:]) == dataclasses.fields(DataOptions)[
         [f.name for f in dataclasses.fields(DataOptions)].index(flag[2:])].default
+
+
+def test_folds_cover_the_training_split_once_and_every_command_reads_the_same_fold(tmp_path):
+    csv_path, _ = write_csv_dataset(tmp_path / "data", n=23, size=(80, 60))
+    seen = []
+    for k in range(1, 6):
+        flags = ["--dataset_path", str(csv_path), "--fold", f"{k}/5", "--seed", "4", "--test_fraction", "0.2"]
+        train_set, val_set, note = build_datasets(parse_args([*flags, "--no_progress"]))
+        validated = {r.case_id for r in val_set.records}
+        assert not validated & {r.case_id for r in train_set.records} and f"fold {k}/5" in note
+        args = build_parser().parse_args(["evaluate", *flags, "--split", "valid", "--predictions", str(csv_path)])
+        from cephalo.cli.common import data_options
+
+        assert {r.case_id for r in load_records(data_options(args).dataset_spec(), "valid")} == validated
+        test = {r.case_id for r in load_records(data_options(args).dataset_spec(), "test")}
+        assert len(test) == 5 and not test & (validated | {r.case_id for r in train_set.records})  # held out
+        seen += sorted(validated)
+    assert len(seen) == len(set(seen)) == 18  # the 18 non-test rows, each validated exactly once
+    with pytest.raises(ValueError, match="--fold and --val_split"):
+        build_datasets(parse_args(["--dataset_path", str(csv_path), "--fold", "1/5", "--val_split", "test"]))

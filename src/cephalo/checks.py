@@ -35,6 +35,14 @@ def multiple_of(step: int, why: str):
     return check
 
 
+def fold_spec(value: str) -> str | None:
+    """``k/n`` with 1 <= k <= n and n >= 2."""
+    k, _, n = str(value).partition("/")
+    if k.isdigit() and n.isdigit() and int(n) >= 2 and 1 <= int(k) <= int(n):
+        return None
+    return "must be k/n: fold k of n folds, 1 <= k <= n, n >= 2 (e.g. 3/5)"
+
+
 def device_name(value: str) -> str | None:
     name, _, index = value.partition(":")
     if name in ("auto", "cpu") and not index or name == "cuda" and (not index or index.isdigit()):

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cephalo.datasets.sources import SPLITS, DatasetSpec
+from cephalo.datasets.sources import DatasetSpec, available_splits
 from cephalo.flags import add_flags, option_fields, values_from
 from cephalo.preprocessing.options import DataOptions
 
@@ -24,8 +24,9 @@ def data_options(args: argparse.Namespace) -> DataOptions:
 
 
 def check_split(spec: DatasetSpec, split: str) -> str:
-    if split not in SPLITS[spec.resolved_format]:
-        raise ValueError(f"--split {split}: the {spec.resolved_format} format has splits {', '.join(SPLITS[spec.resolved_format])}")
+    splits = available_splits(spec)
+    if split not in splits:
+        raise ValueError(f"--split {split}: the {spec.resolved_format} format has splits {', '.join(splits)}")
     return split
 
 

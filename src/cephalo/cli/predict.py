@@ -19,7 +19,7 @@ from cephalo.inference.inputs import resolve_inputs
 from cephalo.inference.loading import load_predictor
 from cephalo.preprocessing.options import DataOptions
 
-SPLIT_OPTIONS = ("seed", "val_fraction", "test_fraction")
+SPLIT_OPTIONS = ("seed", "val_fraction", "test_fraction", "fold")
 from cephalo.inference.outputs import CSV_NAME, predict_to_folder
 
 
@@ -44,7 +44,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dataset_format", choices=FORMATS, help="read folder/CSV inputs as this dataset layout (default: detected)")
     p.add_argument("--split", help="dataset split to predict (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_EVAL_SPLIT.items()) + ")")
     p.add_argument("--recursive", action="store_true", help="look for images in subfolders of folder inputs too")
-    add_flags(p.add_argument_group("splits of a CSV dataset without a split column (as given to cephalo train)"),
+    add_flags(p.add_argument_group("how a dataset's splits and folds are drawn (give what cephalo train was given)"),
               DataOptions, SPLIT_OPTIONS)
     p.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(run=run)

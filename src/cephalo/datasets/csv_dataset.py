@@ -58,6 +58,14 @@ def seeded_split(keys: list[str], seed: int, val_fraction: float, test_fraction:
     return dict(zip(order, splits))
 
 
+def seeded_folds(keys: list[str], seed: int, folds: int) -> dict[str, int]:
+    """Assign each key to one of ``folds`` folds (1..folds) by a seeded shuffle of the sorted keys: the folds
+    differ in size by at most one, and a key's fold depends only on the keys, the seed and ``folds``."""
+    order = sorted(keys)
+    np.random.default_rng(seed).shuffle(order)
+    return {key: 1 + i % folds for i, key in enumerate(order)}
+
+
 def read_csv_dataset(
     csv_path: Path | str,
     split: str = "all",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from cephalo.datasets.csv_dataset import seeded_folds
 from cephalo.datasets.issues import DataIssue, OnBad, resolve_issues
 from cephalo.datasets.record import LandmarkRecord
 
@@ -47,6 +49,7 @@ class DatasetSpec:
     synthetic_landmarks: int = 19
     synthetic_images: tuple[int, int, int] = (48, 16, 16)
     cache_dir: Path | None = None
+    fold: tuple[int, int] | None = None  # (k, n): 'valid' is fold k of the training split, 'train' the other folds
 
     @property
     def resolved_format(self) -> str:
@@ -111,13 +114,35 @@ def synthetic_root(spec: DatasetSpec) -> Path:
     return root
 
 
+def available_splits(spec: DatasetSpec) -> tuple[str, ...]:
+    """The splits of ``spec``'s format, with ``valid`` (fold k of the training split) under ``spec.fold``."""
+    splits = SPLITS[spec.resolved_format]
+    return splits if not spec.fold or "valid" in splits else (*splits, "valid")
+
+
 def collect_records(spec: DatasetSpec, split: str) -> tuple[list[LandmarkRecord], list[DataIssue]]:
-    """Read one split: every good record and an issue for every bad item (nothing raised for bad items)."""
+    """Read one split: every good record and an issue for every bad item (nothing raised for bad items).
+
+    With ``spec.fold = (k, n)``, ``train`` and ``valid`` are folds of the dataset's training split (a seeded
+    n-fold split of its records): ``valid`` is fold k, ``train`` the others; every command reading the same
+    options gets the same folds.
+    """
     fmt = spec.resolved_format
     if fmt not in FORMATS:
         raise ValueError(f"unknown dataset format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if spec.fold and split in ("train", "valid"):
+        k, n = spec.fold
+        records, issues = _read_split(spec, fmt, "train")
+        fold_of = seeded_folds([r.case_id for r in records], spec.seed, n)
+        chosen = [r for r in records if (fold_of[r.case_id] == k) == (split == "valid")]
+        return [dataclasses.replace(r, split=split) for r in chosen], issues
     if split not in SPLITS[fmt]:
-        raise ValueError(f"{spec.path}: split {split!r} does not exist in the {fmt} format; splits: {', '.join(SPLITS[fmt])}")
+        raise ValueError(f"{spec.path}: split {split!r} does not exist in the {fmt} format; splits: "
+                         f"{', '.join(available_splits(spec))}")
+    return _read_split(spec, fmt, split)
+
+
+def _read_split(spec: DatasetSpec, fmt: str, split: str) -> tuple[list[LandmarkRecord], list[DataIssue]]:
     if fmt == "aariz":
         from cephalo.datasets.aariz import read_aariz
 

@@ -16,20 +16,24 @@ from cephalo.preprocessing.prepare import prepare_splits
 def build_datasets(config: TrainConfig) -> tuple[CachedLandmarkDataset, CachedLandmarkDataset, str]:
     """Read, check and cache the training and validation splits; returns them and a line saying which they are.
 
-    Validation is ``--val_split`` if given, else the dataset's own ``valid`` split, else a seeded
-    ``--val_fraction`` of the training split (ISBI 2015 has no validation split; its test sets stay untouched).
+    Validation is ``--val_split`` if given, else the dataset's ``valid`` split (fold k of the training split with
+    ``--fold k/n``), else a seeded ``--val_fraction`` of the training split (ISBI 2015 has no validation split;
+    its test sets stay untouched).
     """
     spec = config.dataset_spec()
     fmt = spec.resolved_format
     cache = config.letterbox_cache()
-    val_split = config.val_split or ("valid" if "valid" in SPLITS[fmt] else None)
+    if config.fold and config.val_split:
+        raise ValueError("--fold and --val_split both say what validates: give one")
+    val_split = config.val_split or ("valid" if "valid" in SPLITS[fmt] or config.fold else None)
     splits = [config.train_split] + ([val_split] if val_split else [])
     results = prepare_splits(spec, splits, cache, config.skip_bad, progress=config.progress)
     train = results[config.train_split]
     if val_split:
         val = results[val_split]
         train_pairs, val_pairs = list(zip(train.records, train.entries)), list(zip(val.records, val.entries))
-        where = f"{fmt}: train = '{config.train_split}', validation = '{val_split}'"
+        where = f"{fmt}: train = '{config.train_split}', validation = '{val_split}'" + (
+            f" (fold {config.fold} of the training split, seed {config.seed})" if config.fold else "")
     else:
         assigned = seeded_split([r.case_id for r in train.records], config.seed, config.val_fraction, 0.0)
         pairs = list(zip(train.records, train.entries))

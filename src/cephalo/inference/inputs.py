@@ -19,7 +19,7 @@ from cephalo.datasets.csv_dataset import CsvLayoutError
 from cephalo.datasets.issues import DataIssue
 from cephalo.datasets.sources import (
     DEFAULT_EVAL_SPLIT,
-    SPLITS,
+    available_splits,
     collect_records,
     csv_file,
     detect_format,
@@ -59,12 +59,12 @@ def _folder_images(folder: Path, raw: str, recursive: bool, exclude: Path | None
 def dataset_images(path: str, fmt: str, split: str | None,
                    data: DataOptions | None = None) -> tuple[list[InputImage], list[DataIssue]]:
     """The images of one dataset split, with their ground truth and spacing; bad items come back as issues.
-    ``data`` draws the splits of a CSV without a split column (``--seed``, ``--val_fraction``, ``--test_fraction``:
-    the values training was given)."""
+    ``data`` draws the splits of a CSV without a split column and the folds (``--seed``, ``--val_fraction``,
+    ``--test_fraction``, ``--fold``: the values training was given)."""
     split = split or DEFAULT_EVAL_SPLIT[fmt]
-    if split not in SPLITS[fmt]:
-        raise ValueError(f"--split {split}: the {fmt} dataset {path} has splits {', '.join(SPLITS[fmt])}")
     spec = dataclasses.replace(data or DataOptions(), dataset_path=path, dataset_format=fmt).dataset_spec()
+    if split not in available_splits(spec):
+        raise ValueError(f"--split {split}: the {fmt} dataset {path} has splits {', '.join(available_splits(spec))}")
     records, issues = collect_records(spec, split)
     root = csv_file(path).parent if fmt == "csv" else Path(path)
     items = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cephalo.checks import between, dataset_location, multiple_of, writable_folder
+from cephalo.checks import between, dataset_location, fold_spec, multiple_of, writable_folder
 from cephalo.datasets.sources import FORMATS, DatasetSpec, default_cache_dir
 from cephalo.flags import check_values, option
 from cephalo.preprocessing.cache import LetterboxCache
@@ -32,6 +32,9 @@ class DataOptions:
     test_fraction: float = option(0.0, "share of a CSV without a split column held out as 'test' (never trained "
                                   "on; give the same value to train, predict and evaluate)",
                                   check=between(0, 1, high_open=True))
+    fold: str | None = option(None, "k/n: cross-validation: validate on fold k of a seeded n-fold split of the "
+                              "training split (--seed draws it; replaces --val_fraction and a validation split)",
+                              check=fold_spec)
     skip_bad: bool = option(False, "leave out bad images and annotations with a warning instead of stopping")
     cache_dir: str | None = option(None, "where letterboxed images are cached (default: $CEPHALO_CACHE or "
                                    f"{default_cache_dir()})", check=writable_folder)
@@ -46,8 +49,10 @@ class DataOptions:
                              "no images to train on: their sum must be below 1")
 
     def dataset_spec(self) -> DatasetSpec:
+        # with --fold, a CSV's training split holds every row but the test rows: the folds split it
         return DatasetSpec(str(self.dataset_path), self.dataset_format, seed=self.seed,
-                           val_fraction=self.val_fraction, test_fraction=self.test_fraction,
+                           val_fraction=0.0 if self.fold else self.val_fraction, test_fraction=self.test_fraction,
+                           fold=tuple(map(int, self.fold.split("/"))) if self.fold else None,
                            cache_dir=Path(self.cache_dir) if self.cache_dir else None)
 
     def letterbox_cache(self) -> LetterboxCache:
