@@ -6,10 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
+from cephalo.analysis.analyze import parse_mapping
 from cephalo.atomic import write_text
 from cephalo.checks import at_least, existing_file, writable_file, writable_folder
 from cephalo.cli.common import add_dataset_args, check_split, data_options
 from cephalo.datasets.sources import DEFAULT_EVAL_SPLIT, load_records
+from cephalo.evaluation.analysis import compare_measurements, format_comparison
 from cephalo.evaluation.evaluate import score_predictions
 from cephalo.evaluation.predictions import read_predictions
 from cephalo.flags import Typed
@@ -28,6 +30,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--report", type=Typed(Path, writable_folder), metavar="DIR",
                    help="also write a report folder: report.html with tables, plots (needs matplotlib) and the "
                         "worst images drawn, per_landmark.csv/.md, per_image.csv, report.json")
+    p.add_argument("--analysis", action="store_true",
+                   help="also the cephalometric measurements: their errors, and the ISBI 2015 classification "
+                        "success rates with confusion matrices (in the printout, the JSON and the report)")
+    p.add_argument("--landmark_map", default="", metavar="NAME=TABLE,...",
+                   help="--analysis: this landmark set's names in the measurement table's (see cephalo analyze)")
     p.add_argument("--worst", type=Typed(int, at_least(0)), default=6, metavar="N",
                    help="--report: how many of the images with the highest MRE to draw (default 6)")
     p.set_defaults(run=run)
@@ -43,6 +50,12 @@ def run(args: argparse.Namespace) -> int:
     report = evaluation.report
     report.update(dataset=str(spec.path), split=split, predictions=str(args.predictions))
     print(format_report(report))
+    if args.analysis:
+        spacing = [records[i].spacing_mm for i in evaluation.record_indices]
+        report["analysis"] = compare_measurements(evaluation.predicted, evaluation.target, records[0].landmark_names,
+                                                  spacing, parse_mapping(args.landmark_map))
+        print()
+        print(format_comparison(report["analysis"]))
     print(f"{report['images']} images x {len(records[0].landmark_names)} landmarks"
           + (f"; {len(report['missing'])} without prediction" if report["missing"] else ""))
     output = args.output or args.predictions.with_suffix(".eval.json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 import numpy as np
@@ -12,11 +13,23 @@ from cephalo.datasets.issues import DataIssue, DatasetError
 from cephalo.datasets.record import LandmarkRecord
 
 
-def read_predictions(path: Path | str) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
-    """Landmark names and ``{image: landmarks (K, 2)}`` from a predictions CSV; lists every bad row at once."""
+@dataclass(frozen=True, eq=False)
+class LandmarkTable:
+    """A CSV in the landmarks layout (a dataset's or a prediction file): ``landmarks (N, K, 2)`` original pixels,
+    ``spacing_mm`` None where the cell is empty (unknown)."""
+
+    path: Path
+    names: tuple[str, ...]
+    images: list[str]
+    landmarks: np.ndarray
+    spacing_mm: list[float | None]
+
+
+def read_landmark_table(path: Path | str) -> LandmarkTable:
+    """Read every row of a landmarks CSV without opening its images; lists every bad row at once."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: predictions CSV not found")
+        raise FileNotFoundError(f"{path}: landmarks CSV not found")
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -25,28 +38,38 @@ def read_predictions(path: Path | str) -> tuple[tuple[str, ...], dict[str, np.nd
         header = [c.strip() for c in header]
         names, _ = parse_header(header, path)
         col = {c: i for i, c in enumerate(header)}
-        predictions: dict[str, np.ndarray] = {}
-        issues = []
+        images, rows, spacing, issues = [], [], [], []
         for line_no, row in enumerate(reader, start=2):
             if not any(c.strip() for c in row):
                 continue
             where = f"{path}, line {line_no}"
             try:
                 values = [float(row[col[f"{n}_{a}"]]) for n in names for a in ("x", "y")]
+                cell = row[col["spacing_mm"]].strip()
+                spacing.append(float(cell) if cell else None)
             except (ValueError, IndexError):
-                issues.append(DataIssue(where, "a landmark coordinate is missing or not a number"))
+                issues.append(DataIssue(where, "a landmark coordinate or the spacing is missing or not a number"))
                 continue
             points = np.array(values, np.float64).reshape(len(names), 2)
             if not np.isfinite(points).all():
-                issues.append(DataIssue(where, "non-finite predicted coordinates"))
+                issues.append(DataIssue(where, "non-finite coordinates"))
+                spacing.pop()
                 continue
             image = row[col["image"]].strip()
-            if image in predictions:
-                issues.append(DataIssue(where, f"image {image!r} is predicted twice"))
-            predictions[image] = points
+            if image in images:
+                issues.append(DataIssue(where, f"image {image!r} is listed twice"))
+            images.append(image)
+            rows.append(points)
     if issues:
-        raise DatasetError(issues, "predictions", hint="Fix the predictions file; every row needs finite coordinates.")
-    return names, predictions
+        raise DatasetError(issues, "landmarks table", hint="Fix the file; every row needs finite coordinates.")
+    landmarks = np.stack(rows) if rows else np.zeros((0, len(names), 2))
+    return LandmarkTable(path, names, images, landmarks, spacing)
+
+
+def read_predictions(path: Path | str) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
+    """Landmark names and ``{image: landmarks (K, 2)}`` from a predictions CSV; lists every bad row at once."""
+    table = read_landmark_table(path)
+    return table.names, dict(zip(table.images, table.landmarks))
 
 
 def match_predictions(

@@ -61,6 +61,7 @@ def render_html(report: dict, case_errors: list[tuple[str, np.ndarray]], names: 
         *_overall(report, thresholds),
         *(f'<p class="note">{escape(n)}</p>' for n in notes),
         *_per_landmark(report, thresholds),
+        *_analysis(report.get("analysis")),
         *_plots(plots),
         *_gallery(gallery),
         *_per_image(case_errors, names),
@@ -182,6 +183,34 @@ def _per_image(case_errors: list[tuple[str, np.ndarray]], names: tuple[str, ...]
     lines.append("</tbody></table></details>")
     lines.append('<p class="sub">Every landmark of every image: <a href="per_image.csv">per_image.csv</a>; '
                  + 'the full report: <a href="report.json">report.json</a>.</p>')
+    return lines
+
+
+def _analysis(analysis: dict | None) -> list[str]:
+    """Measurement errors and the ISBI 2015 classification success rates with their confusion matrices
+    (``cephalo evaluate --analysis``); nothing without them."""
+    if not analysis:
+        return []
+    lines = ["<h2>Cephalometric measurements</h2>",
+             _table_open(["measurement", "unit", "images", "mean abs. difference", "truth mean ± SD"])]
+    for name, m in analysis["measurements"].items():
+        lines.append(f"<tr><td>{escape(name)}</td><td>{m['unit']}</td><td>{m['images']}</td><td>{m['mad']:.3f}</td>"
+                     f"<td>{m['truth_mean']:.2f} ± {m['truth_sd']:.2f}</td></tr>")
+    lines.append("</tbody></table>")
+    if analysis["classification"]:
+        lines += ["<h2>ISBI 2015 classification</h2>",
+                  '<p class="sub">Success rate: the share of images whose class from the predicted landmarks is the '
+                  "class from the ground truth. Confusion: rows the true class, columns the predicted one.</p>",
+                  _table_open(["measure", "images", "success rate", "confusion"])]
+        for name, c in analysis["classification"].items():
+            head = "".join(f"<th>{escape(n)}</th>" for n in c["class_names"])
+            rows = "".join(f"<tr><th>{escape(n)}</th>" + "".join(f"<td>{v}</td>" for v in row) + "</tr>"
+                           for n, row in zip(c["class_names"], c["confusion"]))
+            lines.append(f"<tr><td>{escape(name)}</td><td>{c['images']}</td><td>{c['success_rate']:.1f}%</td>"
+                         f"<td><table><tr><th></th>{head}</tr>{rows}</table></td></tr>")
+        lines.append("</tbody></table>")
+    lines += [f'<p class="sub">{escape(name)}: unavailable ({escape(why)})</p>'
+              for name, why in analysis["unavailable"].items()]
     return lines
 
 

@@ -1,0 +1,88 @@
+"""k-fold cross-validation with the real commands: for each fold, ``cephalo train --fold k/n`` in a fresh process,
+then ``cephalo predict`` of that fold's validation images with the fold's best.pt; the folds' predictions together
+are out-of-fold predictions of every training image (no image predicted by a model that saw it).
+
+Writes into ``--out``: ``fold-<k>/`` (the run and its predictions), ``oof_predictions.csv`` (all folds, the CSV
+layout ``cephalo evaluate`` and ``cephalo analyze`` read), ``cv.json`` and ``cv.md`` (per-fold and pooled MRE / SDR).
+
+    PYTHONPATH=src python benchmarks/cross_validation.py --dataset_path ../shared/data/isbi2015-train/landmarks.csv \\
+        --folds 5 --out cv-isbi256 -- --image_size 256 256 --epochs 40 --mixed_precision --channels_last --use_ema
+
+Everything after ``--`` goes to ``cephalo train`` as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cephalo.datasets.csv_dataset import write_landmarks_csv
+from cephalo.datasets.sources import DatasetSpec, load_records
+from cephalo.evaluation.evaluate import score_predictions
+from cephalo.evaluation.predictions import read_predictions
+
+
+def cephalo(*args: str) -> None:
+    print("$ cephalo " + " ".join(args), flush=True)
+    subprocess.run([sys.executable, "-m", "cephalo", *args], check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset_path", required=True)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fold split (and of training)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the cephalo train flags")
+    args = parser.parse_args()
+    train_args = [a for a in args.train_args if a != "--"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    folds, rows, names = [], {}, None
+    for k in range(1, args.folds + 1):
+        fold = f"{k}/{args.folds}"
+        folder = args.out / f"fold-{k}"
+        start = time.perf_counter()
+        data = ["--dataset_path", args.dataset_path, "--fold", fold, "--seed", str(args.seed)]
+        if not (folder / "run" / "best.pt").is_file():
+            cephalo("train", *data, *train_args, "--output_dir", str(folder), "--run_name", "run", "--no_progress")
+        minutes = (time.perf_counter() - start) / 60
+        cephalo("predict", "--checkpoint", str(folder / "run" / "best.pt"), args.dataset_path, "--split", "valid",
+                "--fold", fold, "--seed", str(args.seed), "--out", str(folder / "predictions"), "--no_progress")
+        names, predicted = read_predictions(folder / "predictions" / "predictions.csv")
+        records = load_records(DatasetSpec(args.dataset_path, seed=args.seed, val_fraction=0.0,
+                                           fold=(k, args.folds)), "valid")
+        report = score_predictions(records, names, predicted).report
+        folds.append({"fold": fold, "images": report["images"], "mre_mm": report["overall"]["mre_mm"],
+                      "sdr": report["overall"]["sdr"], "train_minutes": minutes})
+        rows.update({r.case_id: (predicted[r.case_id], r.spacing_mm) for r in records})
+    keys = sorted(rows)
+    write_landmarks_csv(args.out / "oof_predictions.csv", keys, [rows[k][0] for k in keys], [rows[k][1] for k in keys],
+                        names)
+    records = load_records(DatasetSpec(args.dataset_path, seed=args.seed), "all")
+    pooled = score_predictions(records, names, {k: rows[k][0] for k in keys}).report
+    mres = np.array([f["mre_mm"] for f in folds])
+    summary = {"dataset": args.dataset_path, "folds": folds, "train_args": train_args, "seed": args.seed,
+               "mre_mm_mean_over_folds": float(mres.mean()), "mre_mm_sd_over_folds": float(mres.std(ddof=1)),
+               "pooled": pooled["overall"], "per_landmark_mre_mm": {n: s["mre_mm"] for n, s in
+                                                                   pooled["per_landmark"].items()}}
+    (args.out / "cv.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    lines = [f"# {args.folds}-fold cross-validation: {args.dataset_path}", "",
+             f"- train flags: `{' '.join(train_args)}` (seed {args.seed})",
+             f"- MRE over folds: **{mres.mean():.3f} ± {mres.std(ddof=1):.3f} mm** (mean ± SD of the fold MREs); "
+             f"pooled over all {pooled['images']} out-of-fold images: {pooled['overall']['mre_mm']:.3f} ± "
+             f"{pooled['overall']['sd_mm']:.3f} mm, SDR@2mm {pooled['overall']['sdr']['2mm']:.1f} %", "",
+             "| fold | images | MRE mm | SDR 2 / 2.5 / 3 / 4 mm | train min |", "|---|---:|---:|---|---:|"]
+    lines += [f"| {f['fold']} | {f['images']} | {f['mre_mm']:.3f} | "
+              + " / ".join(f"{v:.1f}" for v in f["sdr"].values()) + f" | {f['train_minutes']:.1f} |" for f in folds]
+    (args.out / "cv.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

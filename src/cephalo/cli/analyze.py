@@ -1,0 +1,111 @@
+"""``cephalo analyze``: cephalometric measurements (SNA, SNB, ANB, FMA, ...) and the ISBI 2015 classes of every image.
+
+INPUT is a landmarks CSV (a dataset's ground truth or a predictions.csv), a ``cephalo predict`` output folder, or a
+dataset (Aariz, ISBI 2015, CSV). Writes to --out: measurements.csv (one row per image: ``image``, one column per
+measurement in degrees, mm or a ratio, then ``<measure>_class`` for the ISBI measures; empty where unavailable)
+and analysis.json (the definitions, norms and sources used, and what could not be computed and why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cephalo.analysis.analyze import Analysis, analyze, parse_mapping
+from cephalo.analysis.classes import ISBI_CLASSES
+from cephalo.atomic import write_text
+from cephalo.checks import existing_path, writable_folder
+from cephalo.cli.common import add_dataset_args, check_split, data_options
+from cephalo.datasets.sources import DEFAULT_EVAL_SPLIT, load_records
+from cephalo.evaluation.predictions import read_landmark_table
+from cephalo.flags import Typed
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("analyze", help="cephalometric measurements and ISBI classes of every image",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", type=Typed(Path, existing_path), metavar="INPUT",
+                   help="landmarks CSV, a cephalo predict output folder, or a dataset folder")
+    p.add_argument("--out", type=Typed(Path, writable_folder), required=True, help="output folder (created)")
+    p.add_argument("--split", help="dataset split to analyze (default: " + ", ".join(
+        f"{k} {v}" for k, v in DEFAULT_EVAL_SPLIT.items()) + ")")
+    p.add_argument("--landmark_map", default="", metavar="NAME=TABLE,...",
+                   help="names of this landmark set in the table's names (S, N, Or, Po, A, B, Pog, Me, Gn, Go, Ar, "
+                        "PNS, ANS, UIT, LIT, UIA, LIA), e.g. Sella=S,Nasion=N")
+    add_dataset_args(p, image_size=False, dataset_path=False)
+    p.set_defaults(run=run)
+
+
+def read_input(args: argparse.Namespace) -> tuple[list[str], np.ndarray, tuple[str, ...], list, str]:
+    """``(images, landmarks (N, K, 2), names, spacing_mm, what was read)`` of INPUT."""
+    path = args.input
+    if path.is_dir() and (path / "predictions.csv").is_file():
+        path = path / "predictions.csv"  # a cephalo predict output folder
+    if path.is_file():
+        table = read_landmark_table(path)
+        return table.images, table.landmarks, table.names, table.spacing_mm, f"{path} ({len(table.images)} rows)"
+    spec = dataclasses.replace(data_options(args), dataset_path=str(path)).dataset_spec()
+    fmt = spec.resolved_format
+    split = check_split(spec, args.split or DEFAULT_EVAL_SPLIT[fmt])
+    records = load_records(spec, split, on_bad="skip" if args.skip_bad else "error")
+    landmarks = np.stack([r.landmarks for r in records])
+    return ([r.case_id for r in records], landmarks, records[0].landmark_names, [r.spacing_mm for r in records],
+            f"{fmt} dataset {path}, split {split} ({len(records)} images)")
+
+
+def measurements_csv(images: list[str], result: Analysis) -> str:
+    columns = [m.name for m in result.measurements] + [f"{n}_class" for n in result.classes]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["image", *columns])
+    for i, image in enumerate(images):
+        row = result.row(i)
+        writer.writerow([image, *("" if row[c] is None else f"{row[c]:.4f}" if isinstance(row[c], float)
+                                  else row[c] for c in columns)])
+    return buffer.getvalue()
+
+
+def summary(result: Analysis) -> list[str]:
+    lines = [f"{'measurement':<13} {'unit':>5} {'images':>6} {'mean ± SD':>17}  {'within norm':>11}  norm (source)"]
+    for m in result.available():
+        v = result.values[m.name]
+        v = v[np.isfinite(v)]
+        within = m.within
+        share = f"{((v >= within[0]) & (v <= within[1])).mean() * 100:10.0f}%" if within and v.size else " " * 11
+        lines.append(f"{m.name:<13} {m.unit:>5} {v.size:>6} {v.mean():>8.2f} ± {v.std():<6.2f}  {share}  "
+                     f"{m.norm_text} ({m.source.split(' (')[0]})")
+    for name, classes in result.classes.items():
+        counts = np.bincount(classes, minlength=5)
+        names = ISBI_CLASSES[name].names
+        lines.append(f"{name}_class: " + ", ".join(f"{c} {names[c]} {counts[c]}" for c in sorted(names)))
+    lines += [f"{name}: unavailable ({why})" for name, why in result.unavailable.items()]
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    images, landmarks, names, spacing, what = read_input(args)
+    if not images:
+        raise ValueError(f"{args.input}: no images to analyze")
+    result = analyze(landmarks, names, spacing, parse_mapping(args.landmark_map))
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_text(args.out / "measurements.csv", measurements_csv(images, result))
+    definitions = [{"name": m.name, "title": m.title, "unit": m.unit, "landmarks": list(m.landmarks),
+                    "reading": m.reading, "norm": m.norm_text, "source": m.source} for m in result.measurements]
+    write_text(args.out / "analysis.json", json.dumps({"input": what, "measurements": definitions,
+                                                       "unavailable": result.unavailable,
+                                                       "isbi_classes": {n: c.names for n, c in ISBI_CLASSES.items()},
+                                                       "images": [dict(image=image, **result.row(i))
+                                                                  for i, image in enumerate(images)]}, indent=2))
+    print(f"analyzed {what}")
+    print("\n".join(summary(result)))
+    if result.missing_spacing is not None and result.missing_spacing.any() and "MW" not in result.unavailable:
+        print(f"note: {int(result.missing_spacing.sum())} image(s) without a pixel spacing: their mm measurements "
+              "are empty")
+    print(f"wrote {args.out / 'measurements.csv'} and {args.out / 'analysis.json'}")
+    return 0
