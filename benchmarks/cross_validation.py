@@ -49,8 +49,10 @@ def main() -> None:
         folder = args.out / f"fold-{k}"
         start = time.perf_counter()
         data = ["--dataset_path", args.dataset_path, "--fold", fold, "--seed", str(args.seed)]
-        if not (folder / "run" / "best.pt").is_file():
-            cephalo("train", *data, *train_args, "--output_dir", str(folder), "--run_name", "run", "--no_progress")
+        if not (folder / "trained").is_file():  # --resume auto: an interrupted fold goes on where it stopped
+            cephalo("train", *data, *train_args, "--output_dir", str(folder), "--run_name", "run", "--no_progress",
+                    "--resume", "auto")
+            (folder / "trained").write_text("done\n")
         minutes = (time.perf_counter() - start) / 60
         cephalo("predict", "--checkpoint", str(folder / "run" / "best.pt"), args.dataset_path, "--split", "valid",
                 "--fold", fold, "--seed", str(args.seed), "--out", str(folder / "predictions"), "--no_progress")
