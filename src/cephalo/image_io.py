@@ -1,4 +1,8 @@
-"""Reading cephalograms as greyscale uint8, whatever their file format, bit depth or path."""
+"""Reading cephalograms as greyscale uint8, whatever their file format, bit depth or path.
+
+PNG, JPEG, BMP and TIFF go through OpenCV; DICOM (``.dcm``/``.dicom``, or any name with the ``DICM`` magic at byte
+128) through :mod:`cephalo.dicom`, which needs the optional pydicom (``pip install "cephalo[dicom]"``).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ import cv2
 import numpy as np
 
 from cephalo.atomic import write_bytes
+from cephalo.dicom import DICOM_EXTENSIONS, DicomError, decode_dicom, is_dicom
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", *DICOM_EXTENSIONS)
 
 
 class ImageReadError(ValueError):
@@ -58,9 +63,21 @@ def truncation_problem(data: bytes) -> str | None:
 
 
 def decode_grey(data: bytes, path: str | os.PathLike = "<bytes>") -> np.ndarray:
-    """Decode encoded image bytes to ``(H, W)`` uint8; raises :class:`ImageReadError` naming ``path``."""
+    """Decode encoded image bytes to ``(H, W)`` uint8; raises :class:`ImageReadError` naming ``path``.
+
+    DICOM (by its magic, or a .dcm/.dicom ``path``) goes to :func:`cephalo.dicom.decode_dicom`; without pydicom
+    that is an ``ImportError`` naming the file and the pip command (the environment's fault, not the file's: it
+    stops a command once instead of marking every DICOM bad).
+    """
     if len(data) == 0:
         raise ImageReadError(f"{path}: the file is empty (0 bytes)")
+    if is_dicom(data, path):
+        try:
+            return decode_dicom(data)
+        except DicomError as e:
+            raise ImageReadError(f"{path}: {e}") from None
+        except ImportError as e:
+            raise ImportError(f"{path}: {e}") from None
     if problem := truncation_problem(data):
         raise ImageReadError(f"{path}: {problem}")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)

@@ -11,6 +11,7 @@ import json
 import math
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -20,6 +21,14 @@ import numpy as np
 from cephalo.atomic import write_text
 from cephalo.datasets.csv_dataset import write_landmarks_csv
 from cephalo.datasets.issues import DataIssue
+from cephalo.dicom import (
+    INSTALL_HINT,
+    header_spacing_mm,
+    is_dicom_file,
+    pydicom_available,
+    spacings_differ,
+    warn_stderr,
+)
 from cephalo.image_io import write_image
 from cephalo.inference.inputs import InputImage, aligned_truth
 from cephalo.inference.predict import (
@@ -83,6 +92,33 @@ def landmark_json(item: InputImage, result: ImageResult, names: tuple[str, ...],
             "landmarks": landmarks}
 
 
+def image_spacing(item: InputImage, spacing_mm: float | None,
+                  warn: Callable[[str], None] = warn_stderr) -> float | None:
+    """The spacing (mm per pixel) of one image: the dataset's (``item.spacing_mm``, the CSV column), else
+    ``spacing_mm`` (``--spacing_mm``), else the DICOM header's (PixelSpacing, or ImagerPixelSpacing over the
+    magnification factor: :func:`cephalo.dicom.spacing_from_header`), else ``None``.
+
+    A given spacing that differs from the header's by more than 1 % is kept, with one ``warn``ing naming both and
+    the file. Only a DICOM's header is read, never its pixels again.
+    """
+    given, source = (item.spacing_mm, "the dataset's spacing_mm") if item.spacing_mm is not None else (
+        spacing_mm, "--spacing_mm")
+    header = header_spacing_mm(item.path, warn)
+    if given is None:
+        return header
+    if header is not None and spacings_differ(given, header):
+        warn(f"{item.path}: {source} {given:g} mm differs from the DICOM header's {header:g} mm by more than 1 %; "
+             f"using {given:g} mm")
+    return given
+
+
+def _check_dicom_support(items: list[InputImage]) -> None:
+    """Without pydicom, stop once before reading anything rather than fail every DICOM in the workers."""
+    if not pydicom_available() and (dicoms := [item.path for item in items if is_dicom_file(item.path)]):
+        raise ImportError(f"{len(dicoms)} DICOM image(s) ({dicoms[0]}{', ...' if len(dicoms) > 1 else ''}): "
+                          f"reading DICOM images needs pydicom: {INSTALL_HINT}")
+
+
 def _overlay(path: Path, original: np.ndarray, landmarks: np.ndarray, names: tuple[str, ...],
              truth: np.ndarray | None) -> None:
     from cephalo.visualize.overlay import draw_landmarks
@@ -95,15 +131,17 @@ def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Pa
                       spacing_mm: float | None = None, failures: list[DataIssue] | None = None) -> PredictionSummary:
     """Predict ``items`` and write ``predictions.csv``, ``<stem>.json`` (and ``<stem>_overlay.jpg``) in ``out_dir``.
 
-    ``spacing_mm`` is used for images whose spacing no dataset gives. JSON files and overlays are written as the
-    images are done (an interrupted run keeps them); the CSV, one row per predicted image in input order, at the
-    end. Unreadable images are listed in the summary's ``failures`` (after the given ``failures``), not raised.
+    ``spacing_mm`` is used for images whose spacing no dataset gives, before a DICOM header's (:func:`image_spacing`).
+    JSON files and overlays are written as the images are done (an interrupted run keeps them); the CSV, one row per
+    predicted image in input order, at the end. Unreadable images are listed in the summary's ``failures`` (after
+    the given ``failures``), not raised.
     """
     if spacing_mm is not None and not (math.isfinite(spacing_mm) and spacing_mm > 0):
         raise ValueError(f"--spacing_mm must be a positive number of mm per pixel, got {spacing_mm}")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir}: exists and is not a folder")
+    _check_dicom_support(items)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = tuple(predictor.landmark_names)
     stems = output_stems(items)
@@ -120,7 +158,7 @@ def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Pa
             if isinstance(outcome, ImageFailure):
                 summary.failures.append(DataIssue(item.path, outcome.message.removeprefix(f"{item.path}: ")))
                 continue
-            spacing = item.spacing_mm if item.spacing_mm is not None else spacing_mm
+            spacing = image_spacing(item, spacing_mm)
             stem = stems[outcome.index]
             write_text(out_dir / f"{stem}.json", json.dumps(landmark_json(item, outcome, names, spacing), indent=2))
             truth = aligned_truth(item, names)
