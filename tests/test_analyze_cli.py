@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from cephalo.analysis.analyze import analyze
 from cephalo.cli.main import main
 from cephalo.image_io import write_image
 from tests.fixtures_datasets import AarizBuilder
@@ -91,3 +92,38 @@ def test_evaluate_analysis_scores_measurements_and_classes(isbi_csv, tmp_path, c
     page = (tmp_path / "report" / "report.html").read_text()
     assert "ISBI 2015 classification" in page and "75.0%" in page
     assert "ISBI class" in capsys.readouterr().out
+
+
+def test_predict_json_carries_the_measurements_and_overlays_draw_the_lines(tmp_path):
+    import torch
+
+    from cephalo.engine.checkpoint import StageSpec
+    from cephalo.inference.inputs import InputImage
+    from cephalo.inference.outputs import predict_to_folder
+    from cephalo.inference.predictor import Predictor
+
+    truth = isbi_image()[0] / 4  # a 484 x 600 image
+    image = np.full((600, 484), 60, np.uint8)
+    write_image(tmp_path / "x.png", image)
+
+    class Truth(Predictor):  # heatmaps of the known landmarks, letterboxed to the model input
+        def heatmaps(self, images):
+            from cephalo.preprocessing.letterbox import Letterbox
+
+            box = Letterbox((600, 484), self.image_size)
+            return self.codec.encode(torch.as_tensor(box.forward(truth)[None], dtype=torch.float32))
+
+    predictor = Truth(StageSpec("stub", ISBI, (256, 256), stride=1, sigma=2.0))
+    out = tmp_path / "out"
+    for lines in (False, True):
+        predict_to_folder(predictor, [InputImage(path=tmp_path / "x.png", key="x.png")], out, overlay=True,
+                          num_workers=0, progress=False, spacing_mm=0.4, analysis_lines=lines)
+        doc = json.loads((out / "x.json").read_text())
+        picture = (out / "x_overlay.jpg").read_bytes()
+        if not lines:
+            plain = picture
+    expected = analyze(truth[None], ISBI, [0.4])  # the ground truth's, which the stub predicts back
+    assert doc["measurements"]["SNA"] == pytest.approx(expected.values["SNA"][0], abs=0.05)
+    assert doc["measurements"]["IMPA"] is None and "LIA" in doc["unavailable"]["IMPA"]
+    assert doc["measurements"]["ANB_class"] == int(expected.classes["ANB"][0])
+    assert picture != plain  # the lines were drawn

@@ -32,6 +32,9 @@ def add_parser(subparsers) -> None:
                    help="best.pt / last.pt from cephalo train, or an .onnx from cephalo export (holds everything needed)")
     p.add_argument("--out", type=Typed(Path, writable_folder), required=True, help="output folder (created)")
     p.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.jpg with the landmarks drawn")
+    p.add_argument("--overlay_analysis", action="store_true",
+                   help="overlays (implies --overlay) also draw the analysis lines: S-N, FH, the mandibular and "
+                        "palatal planes, N-Pog, A-B, the incisor axes")
     p.add_argument("--batch_size", type=Typed(int, at_least(1)), default=4, help="images per forward pass (default 4)")
     p.add_argument("--num_workers", type=Typed(int, at_least(0)), default=2,
                    help="DataLoader workers reading images (default 2)")
@@ -40,7 +43,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no_mixed_precision", dest="mixed_precision", action="store_false",
                    help="fp32 instead of autocast (fp16 on CUDA, bf16 on CPU)")
     p.add_argument("--spacing_mm", type=Typed(float, above(0)),
-                   help="pixel spacing (mm per pixel) of images whose spacing no dataset gives: adds mm to the JSON")
+                   help="pixel spacing (mm per pixel) of images whose spacing no dataset gives (it wins over a DICOM "
+                        "header's): adds mm to the JSON and the mm measurements")
     p.add_argument("--dataset_format", choices=FORMATS, help="read folder/CSV inputs as this dataset layout (default: detected)")
     p.add_argument("--split", help="dataset split to predict (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_EVAL_SPLIT.items()) + ")")
     p.add_argument("--recursive", action="store_true", help="look for images in subfolders of folder inputs too")
@@ -65,12 +69,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"model: {args.checkpoint} ({predictor.spec.model_name}, {len(names)} landmarks, input {h}x{w}"
           + (f", {where}" if where else "") + ")")
     print(f"predicting {len(items)} image(s) -> {args.out}")
-    summary = predict_to_folder(predictor, items, args.out, overlay=args.overlay, batch_size=args.batch_size,
+    overlay = args.overlay or args.overlay_analysis
+    summary = predict_to_folder(predictor, items, args.out, overlay=overlay, analysis_lines=args.overlay_analysis,
+                                batch_size=args.batch_size,
                                 num_workers=args.num_workers, progress=args.progress, spacing_mm=args.spacing_mm,
                                 failures=issues)
     n, failed = len(summary.predicted), len(summary.failures)
     if n:
-        outputs = f"{CSV_NAME}, {n} JSON" + (f", {summary.overlays} overlays" if args.overlay else "")
+        outputs = f"{CSV_NAME}, {n} JSON" + (f", {summary.overlays} overlays" if overlay else "")
         print(f"wrote {outputs} in {args.out}")
         print(f"{n} images in {summary.seconds:.1f} s: {summary.images_per_s:.2f} images/s "
               f"(model {n / max(summary.model_seconds, 1e-9):.2f} images/s; batch {args.batch_size}, "

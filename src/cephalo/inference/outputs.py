@@ -18,6 +18,7 @@ from pathlib import Path, PurePath
 
 import numpy as np
 
+from cephalo.analysis.analyze import analyze
 from cephalo.atomic import write_text
 from cephalo.datasets.csv_dataset import write_landmarks_csv
 from cephalo.datasets.issues import DataIssue
@@ -82,6 +83,9 @@ def output_stems(items: list[InputImage]) -> list[str]:
 
 
 def landmark_json(item: InputImage, result: ImageResult, names: tuple[str, ...], spacing_mm: float | None) -> dict:
+    """One image's JSON: its landmarks (original pixels, confidence, mm where the spacing is known) and its
+    cephalometric measurements (None where unavailable, with the reasons) and ISBI classes."""
+    analysis = analyze(result.landmarks[None], names, [spacing_mm])
     landmarks = {}
     for name, (x, y), c in zip(names, result.landmarks, result.confidence):
         entry = {"x": round(float(x), 3), "y": round(float(y), 3), "confidence": round(float(c), 4)}
@@ -89,7 +93,7 @@ def landmark_json(item: InputImage, result: ImageResult, names: tuple[str, ...],
             entry.update(x_mm=round(float(x) * spacing_mm, 3), y_mm=round(float(y) * spacing_mm, 3))
         landmarks[name] = entry
     return {"image": str(item.path), "image_size": list(result.image_size), "spacing_mm": spacing_mm,
-            "landmarks": landmarks}
+            "landmarks": landmarks, "measurements": analysis.row(0), "unavailable": analysis.unavailable}
 
 
 def image_spacing(item: InputImage, spacing_mm: float | None,
@@ -120,16 +124,20 @@ def _check_dicom_support(items: list[InputImage]) -> None:
 
 
 def _overlay(path: Path, original: np.ndarray, landmarks: np.ndarray, names: tuple[str, ...],
-             truth: np.ndarray | None) -> None:
+             truth: np.ndarray | None, analysis_lines: bool) -> None:
+    from cephalo.visualize.analysis_lines import draw_analysis_lines
     from cephalo.visualize.overlay import draw_landmarks
 
-    write_image(path, draw_landmarks(original, landmarks, names, truth=truth))
+    canvas = draw_landmarks(original, landmarks, names, truth=truth)
+    write_image(path, draw_analysis_lines(canvas, landmarks, names) if analysis_lines else canvas)
 
 
 def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Path | str, overlay: bool = False,
                       batch_size: int = 4, num_workers: int = 2, progress: bool = True,
-                      spacing_mm: float | None = None, failures: list[DataIssue] | None = None) -> PredictionSummary:
-    """Predict ``items`` and write ``predictions.csv``, ``<stem>.json`` (and ``<stem>_overlay.jpg``) in ``out_dir``.
+                      spacing_mm: float | None = None, failures: list[DataIssue] | None = None,
+                      analysis_lines: bool = False) -> PredictionSummary:
+    """Predict ``items`` and write ``predictions.csv``, ``<stem>.json`` (and ``<stem>_overlay.jpg``, with the
+    cephalometric analysis lines when ``analysis_lines``) in ``out_dir``.
 
     ``spacing_mm`` is used for images whose spacing no dataset gives, before a DICOM header's (:func:`image_spacing`).
     JSON files and overlays are written as the images are done (an interrupted run keeps them); the CSV, one row per
@@ -166,7 +174,7 @@ def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Pa
                 errors_mm.append(np.linalg.norm(outcome.landmarks - truth, axis=1) * item.spacing_mm)
             if overlay:
                 pending.append(pool.submit(_overlay, out_dir / f"{stem}_overlay.jpg", outcome.original,
-                                           outcome.landmarks, names, truth))
+                                           outcome.landmarks, names, truth, analysis_lines))
                 outcome.original = None
                 while len(pending) > 2 * batch_size:  # bound the originals held in memory
                     pending.popleft().result()
