@@ -66,6 +66,7 @@ ROWS = {
 # (command, flag) -> row, where the same flag means another thing
 OVERRIDES = {
     ("predict", "--out"): ("{file}", "is a file, not a folder"),
+    ("analyze", "--out"): ("{file}", "is a file, not a folder"),
     ("baseline", "--out"): ("{folder}", "is a folder, not a file"),
     ("export", "--out"): ("{folder}", "is a folder, not a file"),
     ("evaluate", "--output"): ("{folder}", "is a folder, not a file"),
@@ -111,6 +112,7 @@ def required_args(command: str, paths: dict) -> list[str]:
     return {"predict": [paths["file"], "--checkpoint", paths["file"], "--out", paths["folder"]],
             "evaluate": ["--predictions", paths["file"]],
             "export": ["--checkpoint", paths["file"]],
+            "analyze": [paths["file"], "--out", paths["folder"]],
             "baseline": ["--out", str(Path(paths["folder"]) / "p.csv")]}.get(command, [])
 
 
