@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from cephalo.engine.checkpoint import StageSpec
 from cephalo.image_io import write_image
+from cephalo.inference.predictor import Predictor
 
 
 def write_csv_dataset(root: Path, n: int = 6, size=(80, 60), names=("S", "N", "Me"), seed=0, split_column=False):
@@ -79,3 +82,20 @@ class TinyHeatmapNet(nn.Module):
 
     def forward(self, x):
         return self.net(x)
+
+
+class KnownLandmarksPredictor(Predictor):
+    """A perfect model: for each letterboxed image (found by its bytes, :meth:`key`) the heatmaps of the landmarks it
+    was told, so what comes back depends only on the pixels it is given."""
+
+    def __init__(self, image_size, names: tuple[str, ...], truth_by_image: dict[str, np.ndarray]):
+        super().__init__(StageSpec("stub", names, image_size, stride=4, sigma=2.0))
+        self.truth_by_image = truth_by_image
+
+    @staticmethod
+    def key(image: torch.Tensor) -> str:
+        return hashlib.sha1(image.contiguous().numpy().tobytes()).hexdigest()
+
+    def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
+        truth = np.stack([self.truth_by_image[self.key(im)] for im in images])
+        return self.codec.encode(torch.as_tensor(truth, dtype=torch.float32))

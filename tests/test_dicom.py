@@ -5,7 +5,6 @@ Every DICOM here is written by the test itself with pydicom (uncompressed 16-bit
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import sys
@@ -21,14 +20,13 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000, ExplicitVRLittleEndian, JPEGLosslessSV1, generate_uid
 
 from cephalo.dicom import header_spacing_mm, spacing_from_header
-from cephalo.engine.checkpoint import StageSpec
 from cephalo.image_io import ImageReadError, decode_grey, read_bytes, read_grey, write_image
 from cephalo.inference.inputs import InputImage, resolve_inputs
 from cephalo.inference.outputs import image_spacing, predict_to_folder
-from cephalo.inference.predictor import Predictor
 from cephalo.preprocessing.letterbox import Letterbox
 
 RAMP = np.arange(12 * 10, dtype=np.uint16).reshape(12, 10) * 30 + 200  # stored values 200..3770 (12 bits)
+from tests.helpers import KnownLandmarksPredictor
 
 
 def write_dicom(path, stored=RAMP, photometric="MONOCHROME2", preamble=True, transfer_syntax=ExplicitVRLittleEndian,
@@ -183,7 +181,8 @@ def test_without_pydicom_one_error_names_the_pip_command(tmp_path, monkeypatch):
         read_grey(path)
     assert str(path) in str(e.value)
     with pytest.raises(ImportError, match=r'1 DICOM image.*pip install "cephalo\[dicom\]"'):  # predict: once, early
-        predict_to_folder(FixedPredictor((16, 16), {}), [InputImage(path, "a.dcm")], tmp_path / "out", progress=False)
+        predictor = KnownLandmarksPredictor((16, 16), ("S", "N"), {})
+        predict_to_folder(predictor, [InputImage(path, "a.dcm")], tmp_path / "out", progress=False)
 
 
 @pytest.mark.parametrize("syntax, package", [(JPEGLosslessSV1, "pylibjpeg-libjpeg"), (JPEG2000, "pylibjpeg-openjpeg")])
@@ -201,23 +200,6 @@ def test_compressed_pixels_without_a_decoder_say_what_to_install(tmp_path, monke
 
 
 # ------------------------------------------------------------------------------------------ predict's round trip
-
-
-class FixedPredictor(Predictor):
-    """A model that finds, for each letterboxed image (by its bytes), the landmarks it was told: its heatmaps are
-    those landmarks' Gaussians, so what comes back depends only on the pixels it is given."""
-
-    def __init__(self, image_size, truth_by_image: dict[str, np.ndarray]):
-        super().__init__(StageSpec("stub", ("S", "N"), image_size, stride=4, sigma=2.0))
-        self.truth_by_image = truth_by_image
-
-    @staticmethod
-    def key(image: torch.Tensor) -> str:
-        return hashlib.sha1(image.contiguous().numpy().tobytes()).hexdigest()
-
-    def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
-        truth = np.stack([self.truth_by_image[self.key(im)] for im in images])
-        return self.codec.encode(torch.as_tensor(truth, dtype=torch.float32))
 
 
 def test_a_dicom_folder_is_listed_by_predict(tmp_path):
@@ -243,8 +225,8 @@ def test_monochrome1_dicom_with_rescale_predicts_like_the_png_with_its_spacing_i
     np.testing.assert_array_equal(read_grey(tmp_path / "png" / "ceph.png"), shown)
 
     letterbox, truth = Letterbox((h, w), (64, 64)), np.array([[12.3, 25.6], [48.2, 66.1]])
-    predictor = FixedPredictor((64, 64), {FixedPredictor.key(torch.from_numpy(letterbox.apply(shown))[None]):
-                                          letterbox.forward(truth)})
+    key = KnownLandmarksPredictor.key(torch.from_numpy(letterbox.apply(shown))[None])
+    predictor = KnownLandmarksPredictor((64, 64), ("S", "N"), {key: letterbox.forward(truth)})
     results = {}
     for name, inputs, workers in [("dicom", [str(tmp_path / "in")], 1), ("csv", [str(tmp_path / "png" / "data.csv")], 0)]:
         items, issues, _ = resolve_inputs(inputs)  # the DICOM folder as predict lists it; read in a DataLoader worker

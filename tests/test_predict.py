@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import numpy as np
@@ -11,17 +10,15 @@ import torch
 
 from cephalo.cli.main import main
 from cephalo.datasets.sources import DatasetSpec, collect_records, load_records
-from cephalo.engine.checkpoint import StageSpec
 from cephalo.evaluation.evaluate import score_predictions
 from cephalo.evaluation.predictions import match_predictions, read_predictions
 from cephalo.image_io import read_grey, write_image
 from cephalo.inference.inputs import InputImage, resolve_inputs
 from cephalo.inference.outputs import output_stems, predict_to_folder
-from cephalo.inference.predictor import Predictor
 from cephalo.preprocessing.letterbox import Letterbox
 from cephalo.visualize.overlay import draw_landmarks
 from tests.fixtures_datasets import AarizBuilder, IsbiBuilder
-from tests.helpers import write_csv_dataset
+from tests.helpers import KnownLandmarksPredictor, write_csv_dataset
 
 NAMES = ("S", "N", "Me")
 
@@ -58,22 +55,6 @@ def predict(args: list[str]) -> int:
 # ------------------------------------------------------------------------------------- coordinates, via a stub
 
 
-class GroundTruthPredictor(Predictor):
-    """A perfect model: the heatmaps of each image's letterboxed ground truth, found by the image's bytes."""
-
-    def __init__(self, image_size, truth_by_image: dict[str, np.ndarray]):
-        super().__init__(StageSpec("stub", ("a", "b", "c", "d"), image_size, stride=4, sigma=2.0))
-        self.truth_by_image = truth_by_image
-
-    @staticmethod
-    def key(image: torch.Tensor) -> str:
-        return hashlib.sha1(image.contiguous().numpy().tobytes()).hexdigest()
-
-    def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
-        truth = np.stack([self.truth_by_image[self.key(im)] for im in images])
-        return self.codec.encode(torch.as_tensor(truth, dtype=torch.float32))
-
-
 def test_ground_truth_heatmaps_give_ground_truth_back_in_original_pixels(tmp_path):
     """Through the CLI's loop (workers, letterbox, decode, inverse map, CSV/JSON): < 0.5 px at a 1024² letterbox."""
     size = (1024, 1024)
@@ -88,10 +69,10 @@ def test_ground_truth_heatmaps_give_ground_truth_back_in_original_pixels(tmp_pat
         points = rng.uniform([20, 20], [w - 21, h - 21], (4, 2))
         letterbox = Letterbox((h, w), size)
         letterboxed = torch.from_numpy(letterbox.apply(read_grey(path)))[None]
-        by_image[GroundTruthPredictor.key(letterboxed)] = letterbox.forward(points)
+        by_image[KnownLandmarksPredictor.key(letterboxed)] = letterbox.forward(points)
         truth[str(path)] = points
         items.append(InputImage(path=path, key=str(path)))
-    predictor = GroundTruthPredictor(size, by_image)
+    predictor = KnownLandmarksPredictor(size, ("a", "b", "c", "d"), by_image)
     summary = predict_to_folder(predictor, items, tmp_path / "out", batch_size=2, num_workers=1, progress=False)
     assert not summary.failures and len(summary.predicted) == 3
     names, predicted = read_predictions(tmp_path / "out" / "predictions.csv")
