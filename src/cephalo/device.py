@@ -32,3 +32,24 @@ def no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
         return torch.autocast(device_type=device.type, enabled=False)
     except (RuntimeError, ValueError):  # a device type autocast does not know: nothing to turn off
         return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def exact_fp32():
+    """float32 maths as IEEE float32 inside the block: on Ampere and later, cuDNN convolutions use TF32 (10-bit
+    mantissa) by default, so a reference computed without this is not the fp32 it claims to be."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    if hasattr(cudnn, "conv") and hasattr(cudnn.conv, "fp32_precision"):  # the API of torch >= 2.9
+        saved = cudnn.conv.fp32_precision, matmul.fp32_precision
+        cudnn.conv.fp32_precision, matmul.fp32_precision = "ieee", "ieee"
+        try:
+            yield
+        finally:
+            cudnn.conv.fp32_precision, matmul.fp32_precision = saved
+        return
+    saved = cudnn.allow_tf32, matmul.allow_tf32
+    cudnn.allow_tf32, matmul.allow_tf32 = False, False
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = saved

@@ -25,6 +25,10 @@ class CompileFallback(nn.Module):
     def compiled(self) -> bool:
         return bool(self._compiled)
 
+    def disable(self) -> None:
+        """Run the plain model from now on (the compile check found the compiled one wrong)."""
+        self._compiled.clear()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._compiled:
             try:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from cephalo.engine.compile_check import check_compiled_accumulation
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.distributed import any_rank, cleanup
 from cephalo.engine.loop import train_one_epoch
@@ -82,6 +83,10 @@ def fit(config: TrainConfig, model: torch.nn.Module | None = None, given: set[st
         for note in resume_notes:
             say(f"note: {note}")
     say(describe(t, run_dir))
+    if resume_state is None:  # a resumed run was checked when it started
+        note = check_compiled_accumulation(t)
+        if note:
+            say(note)
     result = FitResult(run_dir, tracker)
     try:
         with StopRequest() as stop:

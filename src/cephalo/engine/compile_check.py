@@ -1,0 +1,129 @@
+"""Before a compiled run trains: one accumulation group of a fixed batch through the eager and the compiled model,
+their gradients compared. Where they disagree, the run warns and trains eager, as it does where compiling fails:
+CUDA graphs (``--compile_mode reduce-overhead``) with gradient accumulation have produced wrong accumulated
+gradients upstream, and a wrong gradient trains without an error, only to a worse model.
+
+The check is not part of training: the model's weights and BatchNorm statistics, every random generator and the
+gradients are as before it; it is neither an update nor part of the first update's ``compile_seconds``; out of
+memory it is skipped (the run's own out-of-memory recovery is not triggered); a resumed run does not repeat it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+from cephalo.engine.agreement import REDUCED_PRECISION, SAME_MATHS, agreement
+from cephalo.engine.compile import CompileFallback
+from cephalo.engine.data import micro_batch_weights
+from cephalo.engine.distributed import Dist, all_gather
+from cephalo.engine.finite import all_finite
+from cephalo.engine.loop import Batch, accumulate
+from cephalo.engine.progress import Progress
+from cephalo.engine.setup import Training
+
+
+def compiled_part(model: nn.Module) -> CompileFallback | None:
+    """The :class:`CompileFallback` that ``model`` is or wraps (DDP), if it still runs compiled."""
+    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    return inner if isinstance(inner, CompileFallback) and inner.compiled else None
+
+
+def fixed_group(t: Training) -> list[Batch]:
+    """The first ``batch_size x accumulation`` training images (in dataset order, not augmented), as one
+    accumulation group of micro-batches on the device."""
+    c = t.config
+    count = c.batch_size * c.gradient_accumulation_steps
+    items = [t.train_set[i % len(t.train_set)] for i in range(count)]
+    images = torch.stack([image for image, _, _ in items]).to(t.device)
+    landmarks = torch.stack([lm for _, lm, _ in items]).to(t.device)
+    weights = micro_batch_weights(count, c.batch_size, c.gradient_accumulation_steps)
+    return [(images[i : i + c.batch_size], landmarks[i : i + c.batch_size], w)
+            for i, w in zip(range(0, count, c.batch_size), weights)]
+
+
+def group_gradients(t: Training, model: nn.Module, group: list[Batch]) -> list[torch.Tensor] | None:
+    """Every parameter's gradient ``(..)`` after ``group`` through ``model`` (still scaled by the GradScaler, the
+    same for both paths), then the loss; None out of memory. Gradients are zeroed afterwards."""
+    alone = dataclasses.replace(t, model=model, dist=Dist(), augment=None)  # no all-reduce: each rank checks alone
+    loss = accumulate(alone, Progress(loss_sum=torch.zeros((), device=t.device)), group, sync=True)
+    grads = None
+    if loss is not None:
+        grads = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in t.raw_model.parameters()]
+        grads.append(loss)
+    t.optimizer.zero_grad(set_to_none=True)
+    return grads
+
+
+class _Untouched:
+    """Restores the model's state (BatchNorm statistics move in a training forward) and every generator."""
+
+    def __init__(self, t: Training):
+        self.t = t
+
+    def __enter__(self):
+        self.state = {k: v.detach().clone() for k, v in self.t.raw_model.state_dict().items()}
+        self.rng = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+                    torch.cuda.get_rng_state(self.t.device) if self.t.device.type == "cuda" else None)
+        return self
+
+    def reset_model(self) -> None:
+        self.t.raw_model.load_state_dict(self.state)
+
+    def __exit__(self, *exc) -> None:
+        self.reset_model()
+        self.t.optimizer.zero_grad(set_to_none=True)
+        random.setstate(self.rng[0])
+        np.random.set_state(self.rng[1])
+        torch.set_rng_state(self.rng[2])
+        if self.rng[3] is not None:
+            torch.cuda.set_rng_state(self.rng[3], self.t.device)
+
+
+def check_compiled_accumulation(t: Training) -> str | None:
+    """Compare the compiled model with the eager one over one accumulation group; returns a line for the log, or
+    None when the run is not compiled. On a disagreement (any rank's) the run falls back to eager, with a warning.
+    """
+    compiled = compiled_part(t.model)
+    if compiled is None:
+        return None
+    c, start = t.config, time.perf_counter()
+    with _Untouched(t) as untouched:
+        group = fixed_group(t)
+        eager = group_gradients(t, t.raw_model, group)
+        untouched.reset_model()
+        fast = group_gradients(t, compiled, group) if eager is not None else None
+    tolerance = SAME_MATHS if t.precision.dtype is None else REDUCED_PRECISION
+    result = None
+    if eager is None or fast is None:
+        if t.device.type == "cuda":
+            torch.cuda.empty_cache()
+        skipped = "out of GPU memory for it (the run trains compiled, unchecked)"
+    elif not compiled.compiled:
+        skipped = "compiling failed (see the warning): the run trains eager"
+    elif not all_finite(eager):
+        skipped = "the eager gradients are not finite at the first loss scale (the run trains compiled, unchecked)"
+    else:
+        skipped, result = None, agreement(eager, fast)
+    wrong = result is not None and not result.within(tolerance)
+    if not any(all_gather(wrong, t.dist)):  # every rank decides alike
+        if skipped:
+            return f"compile check skipped: {skipped}"
+        return (f"compile check passed: --compile_mode {c.compile_mode} against eager over one accumulation group "
+                f"of {c.gradient_accumulation_steps} x {c.batch_size} images: {result} "
+                f"({time.perf_counter() - start:.0f} s, compilation included)")
+    compiled.disable()
+    evaluated = compiled_part(t.eval_forward)
+    if evaluated is not None:
+        evaluated.disable()
+    found = f"{result}; needed cosine >= {tolerance.min_cosine}, rel. L2 <= {tolerance.max_rel_l2:g}" if wrong else (
+        "on another process")
+    warnings.warn(f"torch.compile (--compile_mode {c.compile_mode}) gives wrong accumulated gradients on this machine "
+                  f"({found}); training continues in eager mode. `cephalo doctor` checks each compile mode")
+    return f"compile check failed ({found}): eager mode from here"
