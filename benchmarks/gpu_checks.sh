@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The GPU checks and figures, stage by stage (each stage fits a 10-minute slot):
-#   bash benchmarks/gpu_checks.sh quick|sync|bench-w18|bench-w32|presets|oom|all
-# quick (run it first, ~5 min): the host-sync check of the training step, then a short 1024² bench of HRNet-W18
-# (baseline, current, channels_last, compile, all_safe) under the 8 GiB budget.
-# Summaries (bench tables, logs, nvidia-smi, the sync check) go to $RESULTS: the device tool's $OUT when set, else
-# gpu-results/; caches, runs and checkpoints to $WORK (default $TMPDIR/cephalo-gpu-work), never among the
-# summaries. Runs from a source checkout (PYTHONPATH=src): nothing to install beyond torch, numpy, opencv and tqdm.
-# A dry run of the script itself on a CPU (compile rows left out: a cold compile takes minutes here):
-#   SIZE=64 DEVICE=cpu UPDATES=1 TECHNIQUES=baseline,current,channels_last bash benchmarks/gpu_checks.sh all
+#   bash benchmarks/gpu_checks.sh quick|doctor|sync|bench-w18|bench-w32|presets|oom|all
+# quick (run it first; aimed at <= 6 min on an H100/H200, not yet timed on one): the host-sync check of the
+# training step; cephalo doctor at 1024² for HRNet-W32 under the 8 GiB budget (correctness of every fast path with
+# the reduce-overhead compile mode the user's notes recommend, peak memory at micro-batch 1, 2, 4, speed, the
+# recommended settings run for a few updates); the user's current setup against all safe techniques.
+# doctor: the full doctor (default and reduce-overhead compile modes) and the prefetcher's GPU-only test (it must
+# FAIL with the stream wait removed).
+# Summaries go to $RESULTS (the device tool's $OUT when set, else gpu-results/): at most 8 files a stage, one log
+# per stage. Caches, runs and checkpoints go to $WORK (default $TMPDIR/cephalo-gpu-work), never among them.
+# Runs from a source checkout (PYTHONPATH=src): nothing to install beyond torch, numpy, opencv and tqdm.
+# A dry run of the script itself on a CPU (compile left out: a cold compile takes minutes here):
+#   SIZE=64 DEVICE=cpu UPDATES=1 TECHNIQUES=baseline,current,channels_last COMPILE=none bash benchmarks/gpu_checks.sh all
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RESULTS=${RESULTS:-${OUT:-gpu-results}}
@@ -17,6 +21,7 @@ DEVICE=${DEVICE:-cuda}
 BUDGET=${BUDGET:-8}       # GiB: the user's RTX 3070 Ti, emulated with --vram_budget_gb
 UPDATES=${UPDATES:-5}     # measured optimizer updates per bench row
 TECHNIQUES=${TECHNIQUES:-all}
+COMPILE=${COMPILE:-default,reduce-overhead}  # the doctor's compile modes ("none": no compiling)
 PYTHON=${PYTHON:-python}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" CEPHALO_CACHE="$WORK/cache"
 mkdir -p "$RESULTS" "$WORK"
@@ -26,39 +31,59 @@ cephalo() { "$PYTHON" -m cephalo "$@"; }
 train_args=(--image_size "$SIZE" "$SIZE" --device "$DEVICE" --vram_budget_gb "$BUDGET" --epochs 1 --no_progress
             --output_dir "$WORK/runs")
 
-bench() {  # the user's setup (batch 1 x 8) and every technique, under the 8 GB budget
+bench() {  # the user's setup (batch 1 x 8) and every technique, under the 8 GB budget: bench.md, bench.json
   cephalo bench --model "$1" --image_size "$SIZE" "$SIZE" --batch_size 1 --gradient_accumulation_steps 8 \
     --device "$DEVICE" --vram_budget_gb "$BUDGET" --warmup_updates 2 --measure_updates "$UPDATES" --techniques "$TECHNIQUES" \
-    --output_dir "$RESULTS/bench-$1-$SIZE" | tee "$RESULTS/bench-$1-$SIZE.log"
+    --output_dir "$RESULTS/bench-$1-$SIZE"
+}
+
+doctor() {  # the doctor's table for the user's model under the budget: doctor.md, doctor.json
+  cephalo doctor --device "$DEVICE" --model hrnet --image_size "$SIZE" "$SIZE" --vram_budget_gb "$BUDGET" \
+    --compile_modes "$COMPILE" --speed_updates "${DOCTOR_UPDATES:-3}" --proof_updates "${DOCTOR_UPDATES:-3}" \
+    --out "$RESULTS/doctor-hrnet-$SIZE" || echo "doctor: some check FAILED (see the table)"
+}
+
+prefetch_test() {  # the prefetcher check passes, and fails with the stream wait removed (CUDA only)
+  "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_doctor.py -k prefetcher 2>&1 || echo "prefetcher test FAILED"
 }
 
 presets() {  # safe, aggressive and auto presets with the user's model: peak memory is in each epoch line
   for preset in rtx3070ti rtx3070ti-aggressive auto; do
-    cephalo train --preset "$preset" --model hrnet "${train_args[@]}" --max_updates 12 --run_name "$preset" \
-      2>&1 | tee "$RESULTS/preset-$preset.log"
+    cephalo train --preset "$preset" --model hrnet "${train_args[@]}" --max_updates 12 --run_name "$preset" 2>&1
   done
 }
 
 oom() {  # batch 8 in one forward pass does not fit 8 GiB at 1024²: recovery must halve it and go on
   cephalo train --model hrnet --batch_size 8 --gradient_accumulation_steps 1 --mixed_precision "${train_args[@]}" \
-    --max_updates 6 --run_name oom-recovery 2>&1 | tee "$RESULTS/oom-recovery.log"
+    --max_updates 6 --run_name oom-recovery 2>&1
   cephalo train --model hrnet --batch_size 1 --gradient_accumulation_steps 8 --mixed_precision \
-    --gradient_checkpointing "${train_args[@]}" --max_updates 6 --run_name checkpointing \
-    2>&1 | tee "$RESULTS/checkpointing.log"  # against preset-rtx3070ti.log: the memory that checkpointing saves
+    --gradient_checkpointing "${train_args[@]}" --max_updates 6 --run_name checkpointing 2>&1
 }
 
 sync() {  # the step's host syncs under torch.cuda.set_sync_debug_mode("error"): only the marked ones may sync
-  "$PYTHON" benchmarks/sync_check.py --device "$DEVICE" --image_size "$SIZE" --updates 6 --out "$RESULTS/sync_check.json" \
-    2>&1 | tee "$RESULTS/sync_check.log"
+  "$PYTHON" benchmarks/sync_check.py --device "$DEVICE" --image_size "$SIZE" --updates 6 --out "$RESULTS/sync_check.json"
+}
+
+stage() {  # run a stage with its output in one log: $RESULTS/<stage>.log
+  local name=$1; shift
+  { echo "== $name: $(date -u +%FT%TZ)"; "$@"; echo "== $name done: $(date -u +%FT%TZ)"; } 2>&1 | tee -a "$RESULTS/$name.log"
+}
+
+quick() {
+  sync
+  COMPILE=reduce-overhead DOCTOR_UPDATES=2 doctor
+  TECHNIQUES=current,all_safe UPDATES=3 bench hrnet_w32
 }
 
 case "${1:-all}" in
-  quick) sync; TECHNIQUES=baseline,current,channels_last,compile,all_safe UPDATES=3 bench hrnet_w18 ;;
-  sync) sync ;;
-  bench-w18) bench hrnet_w18 ;;
-  bench-w32) bench hrnet_w32 ;;
-  presets) presets ;;
-  oom) oom ;;
-  all) sync; bench hrnet_w18; bench hrnet_w32; presets; oom ;;
-  *) echo "usage: $0 quick|sync|bench-w18|bench-w32|presets|oom|all" >&2; exit 2 ;;
+  quick) stage quick quick ;;
+  doctor) stage doctor doctor; stage doctor prefetch_test ;;
+  sync) stage sync sync ;;
+  bench-w18) stage bench-w18 bench hrnet_w18 ;;
+  bench-w32) stage bench-w32 bench hrnet_w32 ;;
+  presets) stage presets presets ;;
+  oom) stage oom oom ;;
+  all) stage sync sync; stage doctor doctor; stage bench-w18 bench hrnet_w18; stage bench-w32 bench hrnet_w32
+       stage presets presets; stage oom oom ;;
+  *) echo "usage: $0 quick|doctor|sync|bench-w18|bench-w32|presets|oom|all" >&2; exit 2 ;;
 esac

@@ -99,3 +99,23 @@ class KnownLandmarksPredictor(Predictor):
     def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
         truth = np.stack([self.truth_by_image[self.key(im)] for im in images])
         return self.codec.encode(torch.as_tensor(truth, dtype=torch.float32))
+
+
+class CheckpointedBackbone(nn.Module):
+    """Two conv-BatchNorm-ReLU blocks, stride 4, the second recomputed in backward when checkpointing is on (as
+    the real backbones do): the fast paths of training all act on it, in milliseconds."""
+
+    def __init__(self, in_chans: int = 1):
+        super().__init__()
+        self.block1 = nn.Sequential(nn.Conv2d(in_chans, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.block2 = nn.Sequential(nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.out_channels, self.checkpointing = (8,), False
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.block1(x)
+        if self.checkpointing and self.training and torch.is_grad_enabled():
+            return [torch.utils.checkpoint.checkpoint(self.block2, x, use_reentrant=False)]
+        return [self.block2(x)]
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.checkpointing = enable

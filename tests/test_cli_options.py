@@ -62,11 +62,14 @@ ROWS = {
     "--measure_updates": ("0", "must be at least 1"),
     "--epoch_images": ("0", "must be at least 1"),
     "--row_timeout_s": ("0", "must be more than 0"),
+    "--speed_updates": ("0", "must be at least 1"),
+    "--proof_updates": ("0", "must be at least 1"),
 }
 # (command, flag) -> row, where the same flag means another thing
 OVERRIDES = {
     ("predict", "--out"): ("{file}", "is a file, not a folder"),
     ("analyze", "--out"): ("{file}", "is a file, not a folder"),
+    ("doctor", "--out"): ("{file}", "is a file, not a folder"),
     ("baseline", "--out"): ("{folder}", "is a folder, not a file"),
     ("export", "--out"): ("{folder}", "is a folder, not a file"),
     ("evaluate", "--output"): ("{folder}", "is a folder, not a file"),

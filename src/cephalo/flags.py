@@ -125,8 +125,9 @@ def add_flags(parser, cls, names: Iterable[str] | None = None, defaults: dict | 
             parser.add_argument(f"--no_{f.name}", dest=f.name, action="store_false", help=argparse.SUPPRESS)
         elif isinstance(default, bool) or meta["type"] is bool:
             parser.add_argument(flag, action="store_true", default=default, help=meta["help"])
-        elif isinstance(default, tuple):
-            parser.add_argument(flag, type=Typed(type(default[0]), meta["check"]), nargs=len(default),
+        elif _is_tuple(f):  # H W: as many words as the default or the metavar has
+            kind = type(default[0]) if isinstance(default, tuple) else meta["type"]
+            parser.add_argument(flag, type=Typed(kind, meta["check"]), nargs=len(default or meta["metavar"]),
                                 metavar=meta["metavar"], default=default, help=meta["help"])
         else:
             kind = meta["type"] or (type(default) if default is not None else str)
@@ -139,8 +140,12 @@ def values_from(args: argparse.Namespace, cls, names: Iterable[str] | None = Non
     values = {}
     for f in option_fields(cls, names):
         value = getattr(args, f.name)
-        values[f.name] = tuple(value) if isinstance(f.default, tuple) and value is not None else value
+        values[f.name] = tuple(value) if _is_tuple(f) and value is not None else value
     return values
+
+
+def _is_tuple(f: dataclasses.Field) -> bool:
+    return isinstance(f.default, tuple) or isinstance(f.metadata["metavar"], tuple)
 
 
 def flag_words(cls, values: dict) -> list[str]:

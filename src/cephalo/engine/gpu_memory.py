@@ -72,6 +72,14 @@ def cuda_step_peak(model: nn.Module, config: TrainConfig, device: torch.device, 
     return step_peak
 
 
+def state_bytes_after_step(model: nn.Module, use_ema: bool) -> int:
+    """Bytes allocated after the first update beyond what one forward + backward holds: AdamW's two moments and the
+    EMA copy."""
+    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    ema_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values()) if use_ema else 0
+    return 2 * param_bytes + ema_bytes
+
+
 def auto_micro_batch(config: TrainConfig, model: nn.Module, device: torch.device, precision: Precision,
                      info: Dist = Dist()) -> tuple[TrainConfig, str]:
     """``config`` with the measured micro-batch and the accumulation that keeps ``batch_size x accumulation``;
@@ -80,9 +88,7 @@ def auto_micro_batch(config: TrainConfig, model: nn.Module, device: torch.device
     resolved = dataclasses.replace(config, auto_micro_batch=False)  # a resumed run keeps what was measured
     if device.type != "cuda":
         return resolved, f"--auto_micro_batch measures GPU memory; on {device} the micro-batch stays {config.batch_size}"
-    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    state_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    extra = 2 * param_bytes + (state_bytes if config.use_ema else 0)  # AdamW's two moments, the EMA copy
+    extra = state_bytes_after_step(model, config.use_ema)
     budget = torch.cuda.get_device_properties(device).total_memory
     if config.vram_budget_gb:
         budget = min(budget, int(config.vram_budget_gb * 2**30))
