@@ -106,7 +106,7 @@ def agreement(reference: Sequence[torch.Tensor], candidate: Sequence[torch.Tenso
         return Agreement(float("nan"), float("nan"), finite=False)
     if norm_a == 0.0 and norm_b == 0.0:
         return Agreement(1.0, 0.0)
-    cosine = dot / (norm_a * norm_b) if norm_a > 0 and norm_b > 0 else 0.0
+    cosine = min(1.0, max(-1.0, dot / (norm_a * norm_b))) if norm_a > 0 and norm_b > 0 else 0.0
     return Agreement(cosine, diff / norm_a if norm_a > 0 else float("inf"))
 
 
