@@ -237,3 +237,11 @@ def test_max_autotune_is_checked_only_when_named(tiny_base):
     assert DoctorOptions().modes() == ("default", "reduce-overhead")
     assert DoctorOptions(compile_modes="none").modes() == ()
     assert dataclasses.replace(DoctorOptions(), compile_modes="max-autotune").modes() == ("max-autotune",)
+
+
+def test_a_precision_too_noisy_to_judge_is_still_recommended_but_a_failed_one_is_not():
+    unjudged = recommend("cpu", 8, 1, None, 0, {"channels_last"}, {}, unchecked={"bf16 autocast"})
+    assert unjudged.mixed_precision and "not judged at this size" in unjudged.reasons[1]
+    assert not recommend("cpu", 8, 1, None, 0, {"channels_last"}, {}).mixed_precision
+    gpu = recommend("cuda", 8, 1, None, 0, {"bf16 autocast"}, {})
+    assert gpu.mixed_precision and gpu.amp_dtype == "bf16"  # fp16 failed or was not checked, bf16 passed

@@ -186,7 +186,8 @@ def check_path(path: FastPath, base: TrainConfig, weights: dict, reference: Outc
     if useless:
         return Check(SECTION, path.name, SKIPPED, f"rounding alone ({path.rounding}) moves this model's "
                      + ", ".join(f"{name} by {a.rel_l2:.2g}" for name, a in useless.items())
-                     + ": too ill-conditioned at this size for the check to mean anything; use a larger --image_size")
+                     + ": too ill-conditioned at this size for the check to mean anything; use a larger --image_size",
+                     {"ill_conditioned": True})
     bad = [name for name, a in parts.items() if not a.within(tolerances[name])]
     detail = "; ".join(f"{name} {a}" + (f" (needs {tolerances[name]})" if name in bad else "")
                        for name, a in parts.items())

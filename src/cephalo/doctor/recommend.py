@@ -56,13 +56,20 @@ def pick_micro_batch(per_update: int, peaks: dict[tuple[int, bool], int | None] 
                             "or use a lighter --model")
 
 
-def pick_precision(device_type: str, passed: set[str]) -> tuple[bool, str, str]:
+def pick_precision(device_type: str, passed: set[str], unchecked: set[str] = frozenset()) -> tuple[bool, str, str]:
     """(mixed_precision, amp_dtype, why): fp16 + GradScaler on CUDA (the 8 GB presets'), bf16 on CPU or where fp16
-    failed; fp32 if no mixed precision passed."""
-    if device_type == "cuda" and "fp16 autocast + GradScaler" in passed:
-        return True, "auto", "fp16 autocast + GradScaler (passed its check)"
-    if "bf16 autocast" in passed:
-        return True, "auto" if device_type != "cuda" else "bf16", "bf16 autocast (passed its check)"
+    failed; fp32 if none passed. ``unchecked``: paths that ran but could not be judged at this size (the rounding
+    floor too large): not a failure, so such a mixed precision is still recommended, and the line says so."""
+    candidates = [("bf16 autocast", "auto")]  # on CPU --mixed_precision is bf16
+    if device_type == "cuda":
+        candidates = [("fp16 autocast + GradScaler", "auto"), ("bf16 autocast", "bf16")]
+    for name, amp_dtype in candidates:
+        if name in passed:
+            return True, amp_dtype, f"{name} (passed its check)"
+    for name, amp_dtype in candidates:
+        if name in unchecked:
+            return True, amp_dtype, (f"{name}: not judged at this size (see its line), recommended as the presets "
+                                     "do; run the doctor at your training size to check it")
     return False, "auto", "fp32: no mixed precision passed its check here"
 
 
@@ -80,9 +87,9 @@ def pick_speed(speeds: dict[str, float]) -> tuple[str, str]:
 
 
 def recommend(device_type: str, per_update: int, given_micro_batch: int, peaks: dict | None, limit_bytes: float,
-              passed: set[str], speeds: dict[str, float]) -> Recommendation:
+              passed: set[str], speeds: dict[str, float], unchecked: set[str] = frozenset()) -> Recommendation:
     micro, checkpointing, fits, why_memory = pick_micro_batch(per_update, peaks, limit_bytes, given_micro_batch)
-    mixed, amp_dtype, why_precision = pick_precision(device_type, passed)
+    mixed, amp_dtype, why_precision = pick_precision(device_type, passed, unchecked)
     fastest, why_speed = pick_speed(speeds)
     compile_mode = fastest.removeprefix("compile ") if fastest.startswith("compile ") else None
     channels_last = fastest == "channels_last" or (compile_mode is not None and "channels_last" in speeds)

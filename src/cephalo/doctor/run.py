@@ -159,20 +159,21 @@ def run_doctor(o: DoctorOptions, say=print) -> DoctorResult:
     correctness = correctness_checks(base, fast_paths(device, o.modes(), usable)) + [prefetcher_check(device)]
     checks += correctness
     passed = {c.name for c in correctness if c.status == PASS}
+    unchecked = {c.name for c in correctness if c.figures.get("ill_conditioned")}
 
     per_update = o.batch_size * o.gradient_accumulation_steps
     budget = budget_bytes(o, device)
     peaks = None
     if budget is not None:
         say("memory: micro-batch 1, 2, 4 with and without checkpointing, each in a fresh process")
-        precision = {"mixed_precision": True} if "fp16 autocast + GradScaler" in passed else {}
+        precision = {"mixed_precision": True} if "fp16 autocast + GradScaler" in passed | unchecked else {}
         memory, peaks = memory_checks(dataclasses.replace(base, **precision), landmarks, per_update, budget)
         checks += memory
     else:
         checks.append(Check("memory", "GPU memory", SKIPPED, f"measured on CUDA only (this run is on {device})"))
 
     limit = (budget or 0) * (1 - MARGIN)
-    draft = recommend(device.type, per_update, o.batch_size, peaks, limit, passed, {})
+    draft = recommend(device.type, per_update, o.batch_size, peaks, limit, passed, {}, unchecked)
     micro = {"batch_size": draft.micro_batch, "gradient_accumulation_steps": draft.accumulation,
              "gradient_checkpointing": draft.gradient_checkpointing}
     precision = {"mixed_precision": draft.mixed_precision, "amp_dtype": draft.amp_dtype}
@@ -181,7 +182,7 @@ def run_doctor(o: DoctorOptions, say=print) -> DoctorResult:
                                  o.speed_updates)
     checks += speed
 
-    final = recommend(device.type, per_update, o.batch_size, peaks, limit, passed, speeds)
+    final = recommend(device.type, per_update, o.batch_size, peaks, limit, passed, speeds, unchecked)
     words = command_words(final, o.dataset_path, base.model, base.image_size, o.vram_budget_gb)
     checks += [Check("recommendation", "settings", INFO, why) for why in final.reasons]
     if final.fits:
