@@ -245,3 +245,12 @@ def test_a_precision_too_noisy_to_judge_is_still_recommended_but_a_failed_one_is
     assert not recommend("cpu", 8, 1, None, 0, {"channels_last"}, {}).mixed_precision
     gpu = recommend("cuda", 8, 1, None, 0, {"bf16 autocast"}, {})
     assert gpu.mixed_precision and gpu.amp_dtype == "bf16"  # fp16 failed or was not checked, bf16 passed
+
+
+def test_the_memory_worker_runs_in_a_fresh_process_and_reports_errors_as_a_result(tiny_base):
+    """On a CPU the worker gets as far as the CUDA measurement (spec read, model built) and says why it stopped."""
+    from cephalo.doctor.memory import measure_in_fresh_process
+
+    config = dataclasses.replace(tiny_base, model="hrnet_w18_small", image_size=(64, 64))
+    result = measure_in_fresh_process({"overrides": config.to_dict(), "landmarks": 3, "micro_batch": 1})
+    assert result == {"error": "ValueError: Expected a cuda device, but got: cpu"}
