@@ -253,4 +253,4 @@ def test_the_memory_worker_runs_in_a_fresh_process_and_reports_errors_as_a_resul
 
     config = dataclasses.replace(tiny_base, model="hrnet_w18_small", image_size=(64, 64))
     result = measure_in_fresh_process({"overrides": config.to_dict(), "landmarks": 3, "micro_batch": 1})
-    assert result == {"error": "ValueError: Expected a cuda device, but got: cpu"}
+    assert set(result) == {"error"} and "cuda" in result["error"]
