@@ -6,7 +6,37 @@ write into a folder."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?:in)?)?(?:(\d+(?:\.\d+)?)s)?")
+
+
+def duration_seconds(word: str) -> float:
+    """``90s``, ``25m``, ``8h``, ``1h30m``, ``1.5h`` (or a plain number of seconds) -> seconds; ``ValueError``
+    otherwise."""
+    word = str(word).strip().lower()
+    try:
+        return float(word)
+    except ValueError:
+        pass
+    found = _DURATION.fullmatch(word)
+    if not word or found is None or not any(found.groups()):
+        raise ValueError(f"not a duration: {word!r}")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in found.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+duration_seconds.expects = "a duration such as 90s, 25m, 8h or 1h30m"  # what Typed says of a bad word
+
+
+def format_duration(seconds: float) -> str:
+    """``5400 -> '1 h 30 min'``, ``1500 -> '25 min'``, ``90 -> '1 min 30 s'``, ``42.4 -> '42 s'``."""
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours} h" if hours else "", f"{minutes} min" if minutes else "", f"{secs} s" if secs else ""]
+    return " ".join(p for p in parts if p) or "0 s"
 
 
 def at_least(low: float):

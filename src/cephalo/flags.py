@@ -51,12 +51,13 @@ class Typed:
     def __init__(self, kind: type, check: Check | None = None):
         self.kind, self.check = kind, check
         self.__name__ = getattr(kind, "__name__", "value")
+        self.expects = _KIND_NAMES.get(kind) or getattr(kind, "expects", "valid")  # what a good word looks like
 
     def __call__(self, word: str):
         try:
             value = self.kind(word)
         except (TypeError, ValueError):
-            raise argparse.ArgumentTypeError(f"{word!r} is not {_KIND_NAMES.get(self.kind, 'valid')}") from None
+            raise argparse.ArgumentTypeError(f"{word!r} is not {self.expects}") from None
         problem = self.check(value) if self.check is not None else None
         if problem:
             raise argparse.ArgumentTypeError(f"{word}: {problem}")

@@ -10,7 +10,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from cephalo.checks import above, at_least, between, device_name, existing_file, resume_source, writable_folder
+from cephalo.checks import (
+    above,
+    at_least,
+    between,
+    device_name,
+    duration_seconds,
+    existing_file,
+    resume_source,
+    writable_folder,
+)
 from cephalo.engine.augment import AUGMENTATION_LEVELS
 from cephalo.flags import Parser, Typed, add_flags, option, option_fields, values_from
 from cephalo.models import MODEL_NAMES
@@ -106,6 +115,11 @@ class TrainConfig(DataOptions):
     log_every: int = option(10, "refresh the progress line every N optimizer updates", check=at_least(1))
     max_updates: int | None = option(None, "stop after this many optimizer updates (quick runs, benchmarks)",
                                      type=int, check=at_least(1))
+    time_budget: float | None = option(None, "end the whole run within this wall-clock time (90s, 25m, 8h, 1h30m): "
+                                       "the first epoch's measured time sets the number of epochs and the LR "
+                                       "schedule runs over them (--epochs is then not used; --max_updates still caps "
+                                       "and --early_stopping may stop sooner)", type=duration_seconds,
+                                       check=above(0), metavar="TIME")
     deterministic: bool = option(False, "deterministic algorithms (repeatable runs on CPU; on GPU as far as cuDNN "
                                  "allows, slower)")
     max_bad_updates: int = option(20, "stop after this many updates in a row with non-finite loss or gradients "
@@ -159,6 +173,11 @@ def load_config_file(path: Path) -> dict:
             raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected an object of option names and values, found {type(values).__name__}")
+    if isinstance(values.get("time_budget"), str):  # "25m" as on the command line
+        try:
+            values["time_budget"] = duration_seconds(values["time_budget"])
+        except ValueError:
+            raise ValueError(f"{path}: time_budget {values['time_budget']!r} is not {duration_seconds.expects}") from None
     if isinstance(values.get("image_size"), list):
         values["image_size"] = tuple(values["image_size"])
     known = {f.name for f in option_fields(TrainConfig)}

@@ -95,8 +95,9 @@ def train_one_epoch(t: Training, p: Progress, after_update: Callable[[Progress],
     # weights of the batches still to do: a run stops only after an update, so groups stay aligned
     weights = micro_batch_weights(len(t.train_sampler), c.batch_size, c.gradient_accumulation_steps)
     start, seen_at_start = time.perf_counter(), p.seen
+    epochs = -(-p.planned_updates // t.updates_per_epoch) if p.planned_updates else "?" if c.time_budget else c.epochs
     bar = progress_bar(DevicePrefetcher(t.train_loader, t.device, c.non_blocking), desc=f"epoch {p.epoch + 1}/"
-                       f"{c.epochs}", unit="batch", initial=p.batch, total=p.batch + len(weights), enabled=c.progress)
+                       f"{epochs}", unit="batch", initial=p.batch, total=p.batch + len(weights), enabled=c.progress)
     group: list[Batch] = []  # kept until the update: redone after an out-of-memory error
     group_loss = torch.zeros((), device=t.device)
     for i, (images, landmarks, _) in enumerate(bar):

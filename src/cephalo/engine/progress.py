@@ -26,6 +26,7 @@ class Progress:
     oom_checkpointing: bool = False  # gradient checkpointing switched on by an out-of-memory recovery
     val_micro_batch: int = 0  # images per validation forward after an out-of-memory error; 0: the whole batch
     seen: int = 0  # training images of the current epoch so far
+    planned_updates: int = 0  # --time_budget: the run's updates, fixed after its first epoch (0: not planned)
     loss_sum: torch.Tensor = field(default_factory=lambda: torch.zeros(()))  # on the device: no per-step sync
     # not saved: this process's compile time (--use_compile), kept out of the first epoch's images/s
     compile_seconds: float | None = None  # wall time of the first update, compilation included

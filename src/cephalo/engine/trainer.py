@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from cephalo.checks import format_duration
+from cephalo.engine.budget import Budget
 from cephalo.engine.compile_check import check_compiled_accumulation
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.distributed import any_rank, cleanup
@@ -59,6 +61,9 @@ def describe(t: Training, run_dir: Path) -> str:
         + f" x {c.gradient_accumulation_steps} accumulation = {per_update} per update, {t.updates_per_epoch} updates "
         f"per epoch; AdamW lr {c.lr:g}, warm-up {c.warmup_epochs:g} epochs" + (f", EMA {c.ema_decay}" if c.use_ema else ""),
     ]
+    if c.time_budget:
+        lines.append(f"time budget: {format_duration(c.time_budget)} for the whole run; the first epoch's measured "
+                     "time sets the number of epochs (--epochs is not used)")
     return "\n".join(lines + list(t.notes))
 
 
@@ -69,6 +74,7 @@ def fit(config: TrainConfig, model: torch.nn.Module | None = None, given: set[st
     Under ``torchrun`` every rank runs this; rank 0 alone prints, logs and writes checkpoints, and decisions
     (stop, save a recovery checkpoint) are agreed between ranks at each update.
     """
+    started = time.perf_counter()  # --time_budget counts setup and caching too
     config.check()
     config, resume_state, resume_path, resume_notes = resolve_resume(config, given)
     t = build_training(config, model)
@@ -90,7 +96,7 @@ def fit(config: TrainConfig, model: torch.nn.Module | None = None, given: set[st
     result = FitResult(run_dir, tracker)
     try:
         with StopRequest() as stop:
-            train_epochs(t, progress, result, log, writer, stop, say)
+            train_epochs(t, progress, result, log, writer, stop, say, Budget(t, progress, started))
     except OutOfMemoryStop as e:
         saved = [n for n in ("last.pt", "best.pt", "recovery.pt") if (run_dir / n).exists()]
         raise OutOfMemoryStop(f"{e}\n" + (f"Checkpoints kept in {run_dir}: {', '.join(saved)}; options like "
@@ -115,35 +121,48 @@ def fit(config: TrainConfig, model: torch.nn.Module | None = None, given: set[st
 
 
 def train_epochs(t: Training, progress: Progress, result: FitResult, log: RunLog, writer: CheckpointWriter,
-                 stop: StopRequest, say) -> None:
-    """Epochs until ``--epochs``, early stopping, ``--max_updates`` or a signal; ``result`` follows along."""
+                 stop: StopRequest, say, budget: Budget) -> None:
+    """Epochs until ``--epochs`` (or those of ``--time_budget``), early stopping, ``--max_updates`` or a signal;
+    ``result`` follows along."""
     c, tracker = t.config, result.tracker
 
     def after_update(p: Progress) -> bool:
-        stop_now, save_now = any_rank([stop.requested is not None, writer.recovery_due(p)], t.dist, t.device)
+        stop_now, save_now, out_of_time = any_rank(
+            [stop.requested is not None, writer.recovery_due(p), budget.out_of_time()], t.dist, t.device)
         if stop_now:
             result.interrupted = stop.requested or "a signal to another rank"
             tracker.stopped_because = f"{result.interrupted} received"
         elif c.max_updates and p.updates >= c.max_updates:
             tracker.stopped_because = f"reached --max_updates {c.max_updates}"
+        elif out_of_time:
+            tracker.stopped_because = (f"the time budget ({format_duration(c.time_budget)}) ran out during the first "
+                                       "epoch; what was trained is validated and kept")
         elif save_now:
             writer.recovery(p, tracker, result.metrics)
         return tracker.stopped_because is not None
 
-    while progress.epoch < c.epochs and not tracker.stopped_because:
+    while progress.epoch < budget.epochs(t, c.epochs) and not tracker.stopped_because:
         start, seen = time.perf_counter(), progress.seen
         if not train_one_epoch(t, progress, after_update) and result.interrupted:
             writer.save("recovery.pt", progress, tracker, result.metrics)
             return
         result.metrics = epoch_stats(progress, t, time.perf_counter() - start, progress.seen - seen)
-        if progress.epoch % c.val_every == 0 or progress.epoch == c.epochs:
+        last = progress.epoch >= budget.epochs(t, c.epochs) or tracker.stopped_because is not None
+        if progress.epoch % c.val_every == 0 or last or budget.planning:  # the budget's plan measures a validation
+            start = time.perf_counter()
             result.metrics.update(validate(t, progress, t.eval_forward))
+            result.metrics["val_seconds"] = time.perf_counter() - start
             if tracker.update(result.metrics, c.min_delta, c.patience if c.early_stopping else None):
                 writer.save("best.pt", progress, tracker, result.metrics)
-        if progress.epoch % c.save_frequency == 0 or progress.epoch == c.epochs or tracker.stopped_because:
+        # after the first epoch, before last.pt keeps the plan
+        plan = None if tracker.stopped_because else budget.plan(t, progress, result.metrics)
+        if progress.epoch % c.save_frequency == 0 or progress.epoch >= budget.epochs(t, c.epochs) \
+                or tracker.stopped_because:
             writer.save("last.pt", progress, tracker, result.metrics)
         log.log_epoch({**result.metrics, "best": tracker.best, "stopped_because": tracker.stopped_because})
         say(epoch_line(result.metrics, t))
+        if plan:
+            say(plan)
 
 
 def epoch_line(m: dict, t: Training) -> str:

@@ -1,0 +1,84 @@
+"""``--time_budget``: a run that ends within a wall-clock time.
+
+The first epoch runs as usual (its learning rate is the warm-up's, which does not depend on the run's length).
+After it, its measured cost -- training, validation and checkpoints, per update, the first compiled update left out
+-- turns the time left into a whole number of epochs; that plan is stored in :class:`~cephalo.engine.progress.
+Progress` (so in every checkpoint) and the cosine schedule is rebuilt over it. A resumed run reads the plan and
+never measures again, so it ends with the weights of an uninterrupted run. Should the first epoch alone outlast the
+budget, the run stops at the budget and validates what it has.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from cephalo.checks import format_duration
+from cephalo.engine.distributed import all_gather
+from cephalo.engine.progress import Progress
+from cephalo.engine.schedule import warmup_cosine
+from cephalo.engine.setup import Training
+
+MARGIN = 0.05  # of the budget kept free: later epochs can run a little slower than the measured one
+
+
+def planned_updates(budget_s: float, elapsed_s: float, update_s: float, updates_per_epoch: int,
+                    max_updates: int | None = None, margin: float = MARGIN) -> int:
+    """Updates of the whole run, after its first epoch: that epoch's, plus as many more whole epochs as fit in the
+    budget (less ``margin``) at ``update_s`` seconds per update (validation and checkpoints included)."""
+    spare = budget_s * (1.0 - margin) - elapsed_s
+    more = max(0, math.floor(spare / max(update_s * updates_per_epoch, 1e-9)))
+    total = updates_per_epoch * (1 + more)
+    return min(total, max_updates) if max_updates else total
+
+
+def set_schedule_length(t: Training, total_updates: int) -> None:
+    """Run the warm-up + cosine schedule over ``total_updates`` from now on (the update count goes on)."""
+    c = t.config
+    factor = warmup_cosine(total_updates, round(c.warmup_epochs * t.updates_per_epoch), c.min_lr_ratio)
+    t.scheduler.lr_lambdas = [factor] * len(t.optimizer.param_groups)
+
+
+class Budget:
+    """The budget's clock in one process of a run; ``started``: when the process began (setup counts).
+    Without ``--time_budget`` it changes nothing: the run has its ``--epochs``."""
+
+    def __init__(self, t: Training, progress: Progress, started: float):
+        self.seconds, self.started = t.config.time_budget, started
+        self.loop_started, self.updates_at_start = time.perf_counter(), progress.updates
+        self._planned = progress.planned_updates or None
+        if self._planned:  # a resumed run: the plan its first process made
+            set_schedule_length(t, self._planned)
+
+    @property
+    def planning(self) -> bool:
+        """Budgeted and not planned yet: the first epoch (or a run resumed before its plan was made)."""
+        return self.seconds is not None and self._planned is None
+
+    def out_of_time(self) -> bool:
+        """Still planning and the budget spent: the first epoch alone was too long."""
+        return self.planning and time.perf_counter() - self.started >= self.seconds
+
+    def epochs(self, t: Training, epochs: int) -> float:
+        """How many epochs the run has: ``--epochs``, unknown (inf) until planned, then the plan's."""
+        if self.seconds is None:
+            return epochs
+        return math.inf if self._planned is None else math.ceil(self._planned / t.updates_per_epoch)
+
+    def plan(self, t: Training, progress: Progress, metrics: dict) -> str | None:
+        """After the first epoch: fix the run's updates in ``progress`` and the schedule; returns what it decided."""
+        if not self.planning:
+            return None
+        now = time.perf_counter()
+        span = now - self.loop_started - metrics.get("compile_seconds", 0.0)
+        update_s = span / max(1, progress.updates - self.updates_at_start)
+        total = planned_updates(self.seconds, now - self.started, update_s, t.updates_per_epoch,
+                                t.config.max_updates)
+        total = min(all_gather(total, t.dist))  # every rank measured its own clock; all take the shortest plan
+        progress.planned_updates = self._planned = total
+        set_schedule_length(t, total)
+        epochs = math.ceil(total / t.updates_per_epoch)
+        ends = now - self.started + (total - progress.updates) * update_s
+        return (f"time budget {format_duration(self.seconds)}: {format_duration(update_s * t.updates_per_epoch)} "
+                f"per epoch (training, validation, checkpoints) -> {epochs} epoch{'s' if epochs > 1 else ''}, {total} updates, the run ending "
+                f"after about {format_duration(ends)}")

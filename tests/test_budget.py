@@ -1,0 +1,118 @@
+"""--time_budget: durations, the plan made after the first epoch, ending within the budget, and resume."""
+
+import dataclasses
+import json
+import time
+
+import pytest
+import torch
+
+import cephalo.engine.budget as budget
+import cephalo.engine.trainer as trainer
+from cephalo.checks import duration_seconds, format_duration
+from cephalo.engine.budget import planned_updates
+from cephalo.engine.checkpoint import load_checkpoint
+from cephalo.engine.config import load_config_file, parse_args
+from cephalo.engine.loop import train_one_epoch
+from cephalo.engine.trainer import fit
+from tests.helpers import TinyHeatmapNet
+
+
+@pytest.mark.parametrize("word, seconds", [("90s", 90), ("25m", 1500), ("8h", 28800), ("1h30m", 5400),
+                                           ("1.5h", 5400), ("2m30s", 150), ("45", 45), (" 10MIN ", 600)])
+def test_durations(word, seconds):
+    assert duration_seconds(word) == seconds
+
+
+@pytest.mark.parametrize("word", ["", "abc", "10x", "m", "1h30", "h1"])
+def test_bad_durations_are_refused(word):
+    with pytest.raises(ValueError):
+        duration_seconds(word)
+
+
+def test_format_duration():
+    assert [format_duration(s) for s in (5400, 1500, 90, 42.4, 0)] == ["1 h 30 min", "25 min", "1 min 30 s", "42 s",
+                                                                      "0 s"]
+
+
+def test_the_flag_and_a_config_file_take_durations(tmp_path, capsys):
+    assert parse_args(["--dataset_path", "synthetic", "--time_budget", "1h30m"]).time_budget == 5400
+    assert parse_args(["--dataset_path", "synthetic"]).time_budget is None  # the user's command line: no budget
+    with pytest.raises(SystemExit):
+        parse_args(["--dataset_path", "synthetic", "--time_budget", "tonight"])
+    assert "--time_budget: 'tonight' is not a duration such as 90s, 25m, 8h or 1h30m" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["--dataset_path", "synthetic", "--time_budget", "0s"])
+    assert "must be more than 0" in capsys.readouterr().err
+    (tmp_path / "c.json").write_text(json.dumps({"time_budget": "25m"}))
+    assert load_config_file(tmp_path / "c.json")["time_budget"] == 1500
+    (tmp_path / "bad.json").write_text(json.dumps({"time_budget": "soon"}))
+    with pytest.raises(ValueError, match="bad.json: time_budget 'soon' is not a duration"):
+        load_config_file(tmp_path / "bad.json")
+
+
+def test_the_plan_is_whole_epochs_that_fit_the_time_left():
+    # 100 s budget, 10 s gone, 1 s per update, 5 updates per epoch: (95 - 10) // 5 = 17 more epochs
+    assert planned_updates(100, 10, 1.0, 5) == 5 * 18
+    assert planned_updates(100, 10, 1.0, 5, max_updates=40) == 40
+    assert planned_updates(100, 99, 1.0, 5) == 5  # no time left: the first epoch is the run
+    assert planned_updates(100, 10, 1.0, 5, margin=0.0) == 5 * 19
+
+
+def test_a_budgeted_run_ends_within_the_budget_with_its_schedule_run_to_the_end(tiny_config, capsys):
+    seconds = 8.0  # a first epoch of this tiny run takes ~1 s (first calls), later ones far less
+    start = time.perf_counter()
+    result = fit(dataclasses.replace(tiny_config, time_budget=seconds), TinyHeatmapNet())
+    elapsed = time.perf_counter() - start
+    out = capsys.readouterr().out
+    state = load_checkpoint(f"{tiny_config.output_dir}/run/last.pt")
+    planned = state["progress"]["planned_updates"]
+    assert planned > 2 * 4 and state["updates"] == planned  # several epochs of 4 updates, all of the plan done
+    assert f"-> {planned // 4} epochs, {planned} updates" in out and "time budget: 8 s for the whole run" in out
+    assert elapsed <= seconds + result.metrics["val_seconds"] + 1.0  # within the budget plus one validation
+    assert state["metrics"]["lr"] == pytest.approx(tiny_config.lr * tiny_config.min_lr_ratio, rel=1e-3)
+
+
+def test_a_budget_shorter_than_the_first_epoch_stops_at_it_and_validates(tiny_config, capsys):
+    result = fit(dataclasses.replace(tiny_config, time_budget=1e-3), TinyHeatmapNet())
+    assert "ran out during the first epoch" in result.tracker.stopped_because
+    assert result.metrics["updates"] == 1 and "val_mre_mm" in result.metrics and result.best_written
+    assert load_checkpoint(f"{tiny_config.output_dir}/run/last.pt")["progress"]["planned_updates"] == 0
+
+
+def test_resume_in_a_budgeted_run_keeps_the_plan_and_gives_the_same_weights(tiny_config, monkeypatch):
+    monkeypatch.setattr(budget, "planned_updates", lambda *args, **kwargs: 3 * 4)  # the clock, made repeatable
+    torch.manual_seed(0)
+    model = TinyHeatmapNet()
+    full = dataclasses.replace(tiny_config, time_budget=3600, use_ema=True, run_name="full")
+    fit(full, _copy(model))
+
+    calls = []
+
+    def interrupted_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return train_one_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_one_epoch", interrupted_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        fit(dataclasses.replace(full, run_name="part"), _copy(model))
+    monkeypatch.setattr(trainer, "train_one_epoch", train_one_epoch)
+    monkeypatch.setattr(budget, "planned_updates", lambda *args, **kwargs: pytest.fail("a resumed run re-planned"))
+    fit(dataclasses.replace(full, run_name="part", resume=f"{tiny_config.output_dir}/part/last.pt"), TinyHeatmapNet())
+
+    a = load_checkpoint(f"{tiny_config.output_dir}/full/last.pt")
+    b = load_checkpoint(f"{tiny_config.output_dir}/part/last.pt")
+    assert a["updates"] == b["updates"] == 12 and a["epoch"] == b["epoch"] == 3
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)
+    for key in a["ema"]["module"]:
+        torch.testing.assert_close(a["ema"]["module"][key], b["ema"]["module"][key], rtol=0, atol=0)
+    assert a["metrics"]["lr"] == pytest.approx(tiny_config.lr * tiny_config.min_lr_ratio)  # the planned schedule
+
+
+def _copy(model):
+    import copy
+
+    return copy.deepcopy(model)
