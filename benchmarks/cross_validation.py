@@ -17,7 +17,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,16 @@ from cephalo.evaluation.predictions import read_predictions
 def cephalo(*args: str) -> None:
     print("$ cephalo " + " ".join(args), flush=True)
     subprocess.run([sys.executable, "-m", "cephalo", *args], check=True)
+
+
+def train_minutes(metrics: Path) -> float:
+    """Minutes spent in training steps (validation excluded), from the run's log: right across a resumed fold."""
+    epochs = {}
+    for line in metrics.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if "train_seconds" in row:
+            epochs[row["epoch"]] = row["train_seconds"]  # an epoch redone after a crash counts once
+    return sum(epochs.values()) / 60
 
 
 def main() -> None:
@@ -47,13 +56,12 @@ def main() -> None:
     for k in range(1, args.folds + 1):
         fold = f"{k}/{args.folds}"
         folder = args.out / f"fold-{k}"
-        start = time.perf_counter()
         data = ["--dataset_path", args.dataset_path, "--fold", fold, "--seed", str(args.seed)]
         if not (folder / "trained").is_file():  # --resume auto: an interrupted fold goes on where it stopped
             cephalo("train", *data, *train_args, "--output_dir", str(folder), "--run_name", "run", "--no_progress",
                     "--resume", "auto")
             (folder / "trained").write_text("done\n")
-        minutes = (time.perf_counter() - start) / 60
+        minutes = train_minutes(folder / "run" / "metrics.jsonl")
         cephalo("predict", "--checkpoint", str(folder / "run" / "best.pt"), args.dataset_path, "--split", "valid",
                 "--fold", fold, "--seed", str(args.seed), "--out", str(folder / "predictions"), "--no_progress")
         names, predicted = read_predictions(folder / "predictions" / "predictions.csv")
