@@ -64,6 +64,12 @@ ROWS = {
     "--row_timeout_s": ("0", "must be more than 0"),
     "--speed_updates": ("0", "must be at least 1"),
     "--proof_updates": ("0", "must be at least 1"),
+    "--time_budget": ("later", "is not a duration such as 90s, 25m, 8h or 1h30m"),
+    "--refine_from": ("{missing}", "no such file"),
+    "--patch_size": ("48", "must be a positive multiple of 32"),
+    "--patch_mm": ("0", "must be more than 0"),
+    "--local_epochs": ("0", "must be at least 1"),
+    "--local_batch": ("0", "must be at least 1"),
 }
 # (command, flag) -> row, where the same flag means another thing
 OVERRIDES = {

@@ -6,9 +6,8 @@ from torch import nn
 
 from cephalo.codec import HeatmapCodec
 from cephalo.codec.patches import PatchGeometry
-from cephalo.engine.local_stage import draw_jitter, local_inputs, local_loss
+from cephalo.engine.local_stage import draw_jitter, local_inputs, local_loss, refine_landmarks
 from cephalo.engine.precision import resolve_precision
-from cephalo.inference.refine import refine_landmarks
 from cephalo.preprocessing.normalize import GREY_MEAN, GREY_STD
 from tests.test_patches import blob
 

@@ -19,9 +19,9 @@ def main(argv: list[str] | None = None, prog: str = "cephalo train") -> int:
 
         config = parse_args(argv, Parser(prog=prog, description=__doc__ + " --debug shows the traceback behind "
                                          "an error."))
-        from cephalo.engine.trainer import fit  # after parsing: --help stays instant
+        from cephalo.engine.trainer import train as train_run  # after parsing: --help stays instant
 
-        result = fit(config, given=given_flags(argv))
+        result = train_run(config, given=given_flags(argv))
         return 0 if result.interrupted or result.best_written else PARTIAL
 
     return report_errors(train, INTERRUPTED, debug)

@@ -13,8 +13,11 @@ A checkpoint holds tensors and plain Python data only (the numpy RNG state as a 
 one model's facts as ``model_name``, ``landmark_names``, ``preprocessing`` and ``codec`` and the numpy RNG state as
 an array; it is read as a checkpoint with a single global stage (numpy arrays allowed, nothing else).
 
-A second stage (a local refinement model) adds ``stages["local"]`` and its own weights; :class:`Stage` is where
-inference finds each one.
+Format version 3 (a run with a local refinement stage, ``cephalo train --refine``): ``stages`` also has
+``"local"`` (its :class:`StageSpec` with the patch scale ``mm_per_px``), ``training_stage`` names the stage whose
+training state ``model`` / ``ema`` / ``optimizer`` / ... hold (the local one), and ``frozen`` holds the weights of
+the stages trained before it: ``{"global": state_dict}``. One-stage checkpoints stay version 2, which older
+cephalo versions read. :class:`Stage` is where inference finds each model.
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ from cephalo.atomic import atomic_open
 from cephalo.preprocessing.normalize import GREY_MEAN, GREY_STD
 
 FORMAT = "cephalo"
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION = 3  # the newest format this version reads and writes
 GLOBAL = "global"  # the stage that sees the whole letterboxed image
+LOCAL = "local"  # the refinement stage: patches of the original image around each landmark
 LETTERBOX = "centred, zero padding"
 _RESUME_KEYS = ("optimizer", "scheduler", "scaler", "progress", "rng", "config", "tracker")
 _NUMPY_CORE = np._core if hasattr(np, "_core") else np.core  # numpy 2 renamed it
@@ -56,6 +60,8 @@ class StageSpec:
     grey_mean: float = GREY_MEAN
     grey_std: float = GREY_STD
     letterbox: str = LETTERBOX
+    mm_per_px: float | None = None  # a local stage: its patches' scale (``image_size`` is the patch); None: global
+    default_spacing_mm: float | None = None  # a local stage: the spacing assumed for an image of unknown spacing
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "landmark_names", tuple(str(n) for n in self.landmark_names))
@@ -85,19 +91,25 @@ class Stage:
 
     spec: StageSpec
     weights: dict[str, torch.Tensor]
-    weights_kind: str  # "ema" or "model"
+    weights_kind: str  # "ema" or "model"; "frozen": a stage trained before this checkpoint's, as it predicted
 
 
 # ------------------------------------------------------------------------------------------------- writing
 
 
 def build_state(*, stage: StageSpec, model: dict, ema: dict | None, optimizer: dict, scheduler: dict, scaler: dict,
-                progress: dict, tracker: dict, metrics: dict, config: dict) -> dict:
-    """The checkpoint of a training run (see the module docstring); ``ema`` is the EMA's state dict or None."""
+                progress: dict, tracker: dict, metrics: dict, config: dict, training_stage: str = GLOBAL,
+                frozen: dict[str, tuple[StageSpec, dict]] | None = None) -> dict:
+    """The checkpoint of a training run (see the module docstring); ``ema`` is the EMA's state dict or None.
+    ``stage`` is the stage being trained (``training_stage``), ``frozen`` the stages trained before it, each as
+    ``(spec, the weights it predicts with)``."""
+    frozen = frozen or {}
+    extra = {"training_stage": training_stage, "frozen": {n: w for n, (_, w) in frozen.items()}} if frozen else {}
     return {
         "format": FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "stages": {GLOBAL: stage.to_dict()},
+        "version": 3 if frozen else 2,
+        "stages": {**{n: spec.to_dict() for n, (spec, _) in frozen.items()}, training_stage: stage.to_dict()},
+        **extra,
         "predict_with": "ema" if ema is not None else "model",
         "model": model,
         "ema": ema,
@@ -174,7 +186,7 @@ def load_checkpoint(path: Path | str) -> dict:
     if version > CHECKPOINT_VERSION:
         raise ValueError(f"{path}: written by a newer cephalo (checkpoint format {version}; this one reads up to "
                          f"{CHECKPOINT_VERSION}): upgrade cephalo")
-    return state if version == CHECKPOINT_VERSION else _upgrade_v1(state, path)
+    return state if version >= 2 else _upgrade_v1(state, path)
 
 
 def _upgrade_v1(state: dict, path: Path) -> dict:
@@ -195,6 +207,9 @@ def can_resume(state: dict, path: Path | str) -> None:
     missing = [k for k in _RESUME_KEYS if k not in state]
     if missing:
         raise ValueError(f"{path}: this checkpoint cannot be resumed (it has no {', '.join(missing)})")
+    if state.get("training_stage", GLOBAL) != GLOBAL:
+        raise ValueError(f"{path}: this checkpoint holds a {state['training_stage']} (refinement) stage's training: "
+                         "continue it with cephalo train --resume RUN --refine")
 
 
 def read_stage(state: dict, path: Path | str, name: str = GLOBAL) -> Stage:
@@ -204,5 +219,7 @@ def read_stage(state: dict, path: Path | str, name: str = GLOBAL) -> Stage:
     if name not in stages:
         raise ValueError(f"{path}: the checkpoint has no {name} model (stages: {', '.join(stages) or 'none'})")
     spec = StageSpec.from_dict(stages[name], path)
+    if name in (state.get("frozen") or {}):  # trained before the stage this checkpoint trains
+        return Stage(spec, state["frozen"][name], "frozen")
     use_ema = state.get("predict_with") == "ema" and bool(state.get("ema"))
     return Stage(spec, state["ema"]["module"] if use_ema else state["model"], "ema" if use_ema else "model")

@@ -17,6 +17,7 @@ from cephalo.checks import (
     device_name,
     duration_seconds,
     existing_file,
+    multiple_of,
     resume_source,
     writable_folder,
 )
@@ -120,6 +121,20 @@ class TrainConfig(DataOptions):
                                        "schedule runs over them (--epochs is then not used; --max_updates still caps "
                                        "and --early_stopping may stop sooner)", type=duration_seconds,
                                        check=above(0), metavar="TIME")
+    # the local (refinement) stage: benchmarks/refine_cv.md measured these defaults
+    refine: bool = option(False, "after the global model, train a local model that corrects each landmark from a "
+                          "patch of the original image around it (best.pt then carries both stages)")
+    refine_from: str | None = option(None, "add a local stage to the global model of this checkpoint (no global "
+                                     "training; the data options say the images, as for a new run)",
+                                     check=existing_file)
+    patch_size: int = option(64, "local stage: patch side in pixels", check=multiple_of(32, "the networks "
+                             "downsample 32x"))
+    patch_mm: float = option(0.2, "local stage: patch pixel size in mm (patches are resampled to it, whatever the "
+                             "image's spacing)", check=above(0))
+    local_model: str = option("hrnet_w18_small", "local stage: network", choices=MODEL_NAMES)
+    local_epochs: int = option(15, "local stage: epochs over the training images", check=at_least(1))
+    local_batch: int = option(4, "local stage: images per update (each brings one patch per landmark)",
+                              check=at_least(1))
     deterministic: bool = option(False, "deterministic algorithms (repeatable runs on CPU; on GPU as far as cuDNN "
                                  "allows, slower)")
     max_bad_updates: int = option(20, "stop after this many updates in a row with non-finite loss or gradients "

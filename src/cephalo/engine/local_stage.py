@@ -1,12 +1,17 @@
 """The local (refinement) stage's training step: patches of the original around jittered landmark positions, one
 forward pass for all ``B * K`` patches of a batch, each patch supervised on its own landmark's heatmap only.
 
+:func:`refine_landmarks` is the stage at work (validation here, prediction in :mod:`cephalo.inference`): patches
+cut at rough positions, the local model's own heatmaps decoded, the positions corrected.
+
 The jitter is what the global stage really gets wrong: error vectors ``(N, K, 2)`` in mm measured on images the
 global model did not train on (its validation images, or out-of-fold predictions), drawn per landmark; errors on
 its own training images are too small to teach a correction.
 """
 
 from __future__ import annotations
+
+from contextlib import nullcontext
 
 import torch
 from torch import Tensor, nn
@@ -61,3 +66,19 @@ def local_loss(model: nn.Module, codec: HeatmapCodec, precision: Precision, x: T
         heatmaps = model(x)  # (B * K, K, h, w)
     own = own_heatmaps(heatmaps, num_landmarks)
     return heatmap_loss(own, target, codec.inside(points).reshape(-1, num_landmarks))
+
+
+@torch.no_grad()
+def refine_landmarks(model: nn.Module, codec: HeatmapCodec, geometry: PatchGeometry, images: Tensor,
+                     spacing_mm: Tensor, rough: Tensor, autocast=nullcontext, channels_last: bool = False
+                     ) -> tuple[Tensor, Tensor]:
+    """``images (B, 1, H, W)`` grey at about the patch scale, ``spacing_mm (B,)``, ``rough (B, K, 2)`` in their
+    pixels -> refined landmarks ``(B, K, 2)`` in the same pixels and each own heatmap's peak ``(B, K)``."""
+    device = next(model.parameters()).device
+    k = rough.shape[1]
+    rough, spacing_mm = rough.to(device, torch.float32), spacing_mm.to(device, torch.float32)
+    patches = geometry.cut(images.to(device).float(), rough, spacing_mm).flatten(0, 1)  # (B * K, 1, P, P)
+    with autocast():
+        heatmaps = model(to_model_input(patches, device, channels_last))  # (B * K, K, h, w)
+    found, confidence = codec.decode(own_heatmaps(heatmaps.float(), k))  # (B, K, 2) patch pixels
+    return geometry.to_image(found, rough, spacing_mm), confidence

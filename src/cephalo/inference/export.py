@@ -33,7 +33,8 @@ from torch import nn
 
 from cephalo import __version__
 from cephalo.atomic import write_bytes
-from cephalo.engine.checkpoint import Stage
+from cephalo.dicom import warn_stderr
+from cephalo.engine.checkpoint import LOCAL, Stage, load_checkpoint
 from cephalo.inference.onnx_predictor import (
     FORMAT_VERSION,
     METADATA_KEY,
@@ -200,6 +201,9 @@ def export_checkpoint(checkpoint_path: Path | str, out_path: Path | str, opset: 
     out_path = Path(out_path)
     start = time.perf_counter()
     model, stage, epoch = load_trained_model(checkpoint_path)
+    if LOCAL in (load_checkpoint(checkpoint_path).get("stages") or {}):
+        warn_stderr(f"{checkpoint_path}: its local (refinement) stage is not exported yet: the ONNX file predicts "
+                    "with the global model alone; cephalo predict --checkpoint on the .pt uses both stages")
     spec = stage.spec
     module = PixelsToHeatmaps(model, spec.grey_mean, spec.grey_std).eval()
     h, w = spec.image_size

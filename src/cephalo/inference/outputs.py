@@ -157,16 +157,21 @@ def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Pa
     rows: list[tuple[str, np.ndarray, float | None]] = []
     errors_mm: list[np.ndarray] = []
     stats = LoopStats()
+    spacings = [image_spacing(item, spacing_mm) for item in items]  # once per image: a header warns once
+    local = getattr(predictor, "local_spec", None)
+    if local is not None and (unknown := sum(s is None for s in spacings)):
+        warn_stderr(f"{unknown} image(s) without a known pixel spacing: the local stage assumes "
+                    f"{local.default_spacing_mm:g} mm (its training images' median); give --spacing_mm")
     pending: deque[Future] = deque()
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool:  # overlays are drawn and encoded while the model runs
         for outcome in iter_predictions(predictor, [it.path for it in items], batch_size, num_workers, progress,
-                                        keep_originals=overlay, stats=stats):
+                                        keep_originals=overlay, stats=stats, spacings=spacings):
             item = items[outcome.index]
             if isinstance(outcome, ImageFailure):
                 summary.failures.append(DataIssue(item.path, outcome.message.removeprefix(f"{item.path}: ")))
                 continue
-            spacing = image_spacing(item, spacing_mm)
+            spacing = spacings[outcome.index]
             stem = stems[outcome.index]
             write_text(out_dir / f"{stem}.json", json.dumps(landmark_json(item, outcome, names, spacing), indent=2))
             truth = aligned_truth(item, names)

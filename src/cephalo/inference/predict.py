@@ -22,6 +22,7 @@ from cephalo.console import progress_bar
 from cephalo.image_io import ImageReadError, read_grey
 from cephalo.inference.predictor import Predictor
 from cephalo.preprocessing.letterbox import Letterbox
+from cephalo.preprocessing.rescale import Rescale
 
 
 class LetterboxedImages(Dataset):
@@ -32,10 +33,16 @@ class LetterboxedImages(Dataset):
     message, naming the file) when the file cannot be read. Holds only paths and sizes, so it pickles to workers.
     """
 
-    def __init__(self, paths: list[Path | str], image_size: tuple[int, int], keep_original: bool = False):
+    def __init__(self, paths: list[Path | str], image_size: tuple[int, int], keep_original: bool = False,
+                 patch_mm: float | None = None, spacings: list[float | None] | None = None,
+                 default_spacing_mm: float | None = None):
+        """``patch_mm`` (a model with a local stage): each sample also carries ``scaled``, the original resampled to
+        that scale from its spacing (``spacings[i]``, else ``default_spacing_mm``), with its :class:`Rescale`."""
         self.paths = [str(p) for p in paths]
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.keep_original = keep_original
+        self.patch_mm, self.default_spacing_mm = patch_mm, default_spacing_mm
+        self.spacings = list(spacings) if spacings is not None else [None] * len(self.paths)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -48,6 +55,9 @@ class LetterboxedImages(Dataset):
             sample = {"index": index, "image": torch.from_numpy(letterbox.apply(image))[None], "letterbox": letterbox}
             if self.keep_original:
                 sample["original"] = torch.from_numpy(image)
+            if self.patch_mm is not None:
+                rescale = Rescale(tuple(image.shape), self.spacings[index] or self.default_spacing_mm, self.patch_mm)
+                sample["scaled"] = (torch.from_numpy(rescale.apply(image)), rescale)
             return sample
         except ImageReadError as e:
             return {"index": index, "error": str(e)}
@@ -63,6 +73,7 @@ def collate_images(samples: list[dict]) -> dict:
         "indices": [s["index"] for s in ok],
         "letterboxes": [s["letterbox"] for s in ok],
         "originals": [s.get("original") for s in ok],
+        "scaled": [s["scaled"] for s in ok] if ok and "scaled" in ok[0] else None,
         "failures": [(s["index"], s["error"]) for s in samples if "error" in s],
     }
 
@@ -92,16 +103,20 @@ class LoopStats:
 
 
 def iter_predictions(predictor: Predictor, paths: list[Path | str], batch_size: int = 4, num_workers: int = 2,
-                     progress: bool = True, keep_originals: bool = False,
-                     stats: LoopStats | None = None) -> Iterator[ImageResult | ImageFailure]:
-    """Predict every image of ``paths``; yields an :class:`ImageResult` or :class:`ImageFailure` per path, in order."""
+                     progress: bool = True, keep_originals: bool = False, stats: LoopStats | None = None,
+                     spacings: list[float | None] | None = None) -> Iterator[ImageResult | ImageFailure]:
+    """Predict every image of ``paths``; yields an :class:`ImageResult` or :class:`ImageFailure` per path, in order.
+    ``spacings`` (mm per pixel, None where unknown) place a local stage's patches at their scale."""
     if batch_size < 1:
         raise ValueError(f"--batch_size must be at least 1, got {batch_size}")
     if num_workers < 0:
         raise ValueError(f"--num_workers must be 0 or more, got {num_workers}")
     stats = stats if stats is not None else LoopStats()
     device = getattr(predictor, "device", None)
-    dataset = LetterboxedImages(paths, predictor.image_size, keep_original=keep_originals)
+    patch_mm = getattr(predictor, "patch_mm", None)
+    local = getattr(predictor, "local_spec", None)
+    dataset = LetterboxedImages(paths, predictor.image_size, keep_original=keep_originals, patch_mm=patch_mm,
+                                spacings=spacings, default_spacing_mm=local.default_spacing_mm if local else None)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=min(num_workers, len(paths)),
                         collate_fn=collate_images, pin_memory=getattr(device, "type", None) == "cuda")
     with progress_bar(total=len(paths), unit="img", desc="predict", enabled=progress, leave=True) as bar:
@@ -109,7 +124,10 @@ def iter_predictions(predictor: Predictor, paths: list[Path | str], batch_size: 
             outcomes: list[ImageResult | ImageFailure] = [ImageFailure(i, m) for i, m in batch["failures"]]
             if batch["images"] is not None:
                 start = time.perf_counter()
-                landmarks, confidence = predictor.predict(batch["images"], batch["letterboxes"])
+                if batch["scaled"] is not None:
+                    landmarks, confidence = predictor.predict(batch["images"], batch["letterboxes"], batch["scaled"])
+                else:
+                    landmarks, confidence = predictor.predict(batch["images"], batch["letterboxes"])
                 stats.model_seconds += time.perf_counter() - start
                 for j, index in enumerate(batch["indices"]):
                     original = batch["originals"][j]

@@ -15,13 +15,16 @@ import torch
 from cephalo.codec import HeatmapCodec
 from cephalo.engine.checkpoint import StageSpec
 from cephalo.preprocessing.letterbox import Letterbox, to_original
+from cephalo.preprocessing.rescale import Rescale
+
+Scaled = tuple[torch.Tensor, Rescale]  # an original resampled to the local stage's patch scale, and the mapping
 
 
 class Predictor:
     """Base: subclasses provide :meth:`heatmaps`."""
 
-    def __init__(self, spec: StageSpec):
-        self.spec = spec
+    def __init__(self, spec: StageSpec, local_spec: StageSpec | None = None):
+        self.spec, self.local_spec = spec, local_spec
         self.landmark_names: tuple[str, ...] = spec.landmark_names
         self.image_size: tuple[int, int] = spec.image_size
         self.codec = HeatmapCodec(spec.image_size, stride=spec.stride, sigma=spec.sigma)
@@ -30,7 +33,21 @@ class Predictor:
         """``(B, 1, H, W)`` uint8 letterboxed images -> ``(B, K, H / stride, W / stride)`` float32 heatmaps."""
         raise NotImplementedError
 
-    def predict(self, images: torch.Tensor, letterboxes: list[Letterbox]) -> tuple[np.ndarray, np.ndarray]:
-        """Landmarks ``(B, K, 2)`` in each image's original pixels and confidences ``(B, K)``."""
+    @property
+    def patch_mm(self) -> float | None:
+        """The local stage's patch scale (mm per pixel), None without a local stage."""
+        return self.local_spec.mm_per_px if self.local_spec is not None else None
+
+    def refine(self, landmarks: np.ndarray, scaled: list[Scaled]) -> np.ndarray:
+        """Original-pixel landmarks ``(B, K, 2)`` corrected by the local stage from each image at the patch scale."""
+        raise NotImplementedError(f"{type(self).__name__} has no local stage")
+
+    def predict(self, images: torch.Tensor, letterboxes: list[Letterbox],
+                scaled: list[Scaled] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Landmarks ``(B, K, 2)`` in each image's original pixels and the global heatmaps' confidences ``(B, K)``;
+        with a local stage and ``scaled`` (each image at :attr:`patch_mm`), the landmarks are refined."""
         landmarks, confidence = self.codec.decode(self.heatmaps(images))
-        return to_original(landmarks.cpu().numpy(), letterboxes), confidence.cpu().numpy()
+        original = to_original(landmarks.cpu().numpy(), letterboxes)
+        if self.local_spec is not None and scaled is not None:
+            original = self.refine(original, scaled)
+        return original, confidence.cpu().numpy()

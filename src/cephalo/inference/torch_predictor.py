@@ -7,18 +7,25 @@ from pathlib import Path
 
 import torch
 
+import numpy as np
+
+from cephalo.codec import HeatmapCodec
+from cephalo.codec.patches import PatchGeometry
 from cephalo.device import resolve_device
-from cephalo.engine.checkpoint import Stage, load_checkpoint, read_stage
+from cephalo.engine.checkpoint import GLOBAL, LOCAL, Stage, load_checkpoint, read_stage
+from cephalo.engine.local_stage import refine_landmarks
 from cephalo.engine.precision import resolve_precision
-from cephalo.inference.predictor import Predictor
+from cephalo.inference.predictor import Predictor, Scaled
 from cephalo.models import create_model
 from cephalo.preprocessing.normalize import to_model_input
 
 
-def load_trained_model(path: Path | str) -> tuple[torch.nn.Module, Stage, int | None]:
-    """The checkpoint's global model in eval mode on the CPU, its :class:`Stage` and the epoch it was saved at."""
-    state = load_checkpoint(path)
-    stage = read_stage(state, path)
+def load_trained_model(path: Path | str, stage_name: str = GLOBAL, state: dict | None = None
+                       ) -> tuple[torch.nn.Module, Stage, int | None]:
+    """A model of the checkpoint (its global one by default) in eval mode on the CPU, its :class:`Stage` and the
+    epoch it was saved at; ``state``: the checkpoint when already loaded."""
+    state = load_checkpoint(path) if state is None else state
+    stage = read_stage(state, path, stage_name)
     spec = stage.spec
     model = create_model(spec.model_name, len(spec.landmark_names), head_stride=spec.stride)
     try:
@@ -34,12 +41,31 @@ class TorchPredictor(Predictor):
     """A PyTorch checkpoint from ``cephalo train`` on ``device``, autocast on request."""
 
     def __init__(self, path: Path | str, device: str = "auto", mixed_precision: bool = True):
-        model, stage, _ = load_trained_model(path)
-        super().__init__(stage.spec)
+        state = load_checkpoint(path)
+        model, stage, _ = load_trained_model(path, GLOBAL, state)
+        local = load_trained_model(path, LOCAL, state) if LOCAL in (state.get("stages") or {}) else None
+        super().__init__(stage.spec, local[1].spec if local else None)
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         # fp16 on CUDA, bf16 on CPU: inference needs no GradScaler, and heatmaps are decoded in float32 anyway
         self.precision = resolve_precision(self.device, mixed_precision)
+        if local:
+            spec = local[1].spec
+            self.local_model = local[0].to(self.device)
+            self.local_codec = HeatmapCodec(spec.image_size, stride=spec.stride, sigma=spec.sigma)
+            self.geometry = PatchGeometry(spec.image_size[0], spec.mm_per_px)
+
+    @torch.inference_mode()
+    def refine(self, landmarks: np.ndarray, scaled: list[Scaled]) -> np.ndarray:
+        h, w = max(s[0].shape[-2] for s in scaled), max(s[0].shape[-1] for s in scaled)
+        images = torch.zeros(len(scaled), 1, h, w, dtype=torch.uint8)
+        for i, (image, _) in enumerate(scaled):
+            images[i, 0, : image.shape[-2], : image.shape[-1]] = image
+        spacing = torch.tensor([r.actual_mm_per_px for _, r in scaled])
+        rough = torch.tensor(np.stack([r.forward(p) for (_, r), p in zip(scaled, landmarks)]), dtype=torch.float32)
+        found, _ = refine_landmarks(self.local_model, self.local_codec, self.geometry, images, spacing, rough,
+                                    self.precision.autocast)
+        return np.stack([r.inverse(p) for (_, r), p in zip(scaled, found.double().cpu().numpy())])
 
     @torch.inference_mode()
     def heatmaps(self, images: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,122 @@
+"""cephalo train --refine / --refine_from: a local stage on top of the global model, in the same run folder, its
+two-stage best.pt used by predict, and a resumed local stage ending with the uninterrupted weights."""
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+import cephalo.engine.local_fit as local_fit
+from cephalo.engine.checkpoint import GLOBAL, LOCAL, load_checkpoint, read_stage
+from cephalo.engine.config import TrainConfig
+from cephalo.engine.trainer import fit, train
+from cephalo.inference.outputs import predict_to_folder
+from cephalo.inference.inputs import resolve_inputs
+from cephalo.inference.torch_predictor import TorchPredictor
+from cephalo.models.registry import register_model, unregister
+from tests.helpers import TinyBackbone, TinyHead, write_csv_dataset
+
+
+class TinyUpHead(nn.Module):
+    """Heatmaps at stride 2 from TinyBackbone's stride-4 features (the local stage's stride)."""
+
+    def __init__(self, num_landmarks: int):
+        super().__init__()
+        self.final = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(8, num_landmarks, 1))
+
+    def forward(self, features):
+        return self.final(features[-1])
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        pass
+
+
+@pytest.fixture
+def config(tmp_path, monkeypatch):
+    monkeypatch.setattr(TrainConfig, "check", lambda self: None)  # --model's choices were fixed at import
+    register_model("tiny_global", backbone=lambda in_chans=1: TinyBackbone(in_chans),
+                   head=lambda backbone, num_landmarks, head_stride: TinyHead(num_landmarks))
+    register_model("tiny_local", backbone=lambda in_chans=1: TinyBackbone(in_chans),
+                   head=lambda backbone, num_landmarks, head_stride: TinyUpHead(num_landmarks))
+    csv_path, _ = write_csv_dataset(tmp_path / "data", n=10, size=(80, 60))  # 0.1 mm pixels
+    yield TrainConfig(dataset_path=str(csv_path), model="tiny_global", image_size=(32, 32), head_stride=4,
+                      batch_size=2, epochs=2, lr=1e-2, warmup_epochs=0.5, augmentation="none", num_workers=0,
+                      val_fraction=0.2, output_dir=str(tmp_path / "runs"), run_name="run", progress=False,
+                      cache_dir=str(tmp_path / "cache"), device="cpu", refine=True, local_model="tiny_local",
+                      patch_size=32, patch_mm=0.2, local_epochs=2, local_batch=2)
+    unregister("tiny_global")
+    unregister("tiny_local")
+
+
+def test_refine_trains_both_stages_and_predict_uses_them(config, tmp_path, capsys, monkeypatch):
+    result = train(config)
+    out = capsys.readouterr().out
+    run = result.run_dir
+    assert "local stage: tiny_local, 3 patches of 32 px at 0.2 mm/px (6.4 mm)" in out and "refined MRE" in out
+    best = load_checkpoint(run / "best.pt")
+    assert best["version"] == 3 and set(best["stages"]) == {GLOBAL, LOCAL} and best["training_stage"] == LOCAL
+    assert read_stage(best, run / "best.pt", LOCAL).spec.mm_per_px == 0.2
+    assert read_stage(best, run / "best.pt", GLOBAL).weights_kind == "frozen"
+    assert (run / "local_last.pt").is_file() and len((run / "local_metrics.jsonl").read_text().splitlines()) == 2
+
+    predictor = TorchPredictor(run / "best.pt", device="cpu", mixed_precision=False)
+    assert predictor.patch_mm == 0.2
+    calls = []
+    refine = predictor.refine
+    monkeypatch.setattr(predictor, "refine", lambda landmarks, scaled: calls.append(len(scaled)) or refine(landmarks,
+                                                                                                          scaled))
+    items = resolve_inputs([config.dataset_path])[0]
+    summary = predict_to_folder(predictor, items, tmp_path / "preds", num_workers=0, progress=False)
+    assert sum(calls) == len(items) == len(summary.predicted)
+    global_only = TorchPredictor(run / "best.pt", device="cpu", mixed_precision=False)
+    global_only.local_spec = None  # the same checkpoint without its local stage
+    plain = predict_to_folder(global_only, items, tmp_path / "plain", num_workers=0, progress=False)
+    refined_csv, plain_csv = (summary.csv_path.read_text(), plain.csv_path.read_text())
+    assert refined_csv != plain_csv  # the local stage moved the landmarks
+
+
+def test_a_resumed_local_stage_ends_with_the_uninterrupted_weights(config, monkeypatch):
+    torch.manual_seed(0)
+    train(dataclasses.replace(config, run_name="full"))
+    calls, real_loss = [], local_fit.local_loss
+
+    def interrupted_in_local_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:  # 8 training images / 2 per update: 4 updates per local epoch
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(local_fit, "local_loss", interrupted_in_local_epoch_2)
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        train(dataclasses.replace(config, run_name="part"))
+    monkeypatch.setattr(local_fit, "local_loss", real_loss)
+    part_dir = f"{config.output_dir}/part"
+    assert load_checkpoint(f"{part_dir}/local_last.pt")["progress"]["epoch"] == 1
+    train(dataclasses.replace(config, run_name="part", resume=part_dir))
+    a = load_checkpoint(f"{config.output_dir}/full/local_last.pt")
+    b = load_checkpoint(f"{part_dir}/local_last.pt")
+    assert a["progress"] == b["progress"] and a["progress"]["epoch"] == 2
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)
+
+
+def test_refine_from_adds_a_local_stage_to_an_existing_global_model(config, capsys):
+    fit(dataclasses.replace(config, refine=False, run_name="global"))
+    source = f"{config.output_dir}/global/best.pt"
+    capsys.readouterr()
+    result = train(dataclasses.replace(config, refine=False, refine_from=source, run_name="refined"))
+    best = load_checkpoint(result.run_dir / "best.pt")
+    assert set(best["stages"]) == {GLOBAL, LOCAL}
+    for key, value in read_stage(load_checkpoint(source), source).weights.items():  # the global model, unchanged
+        torch.testing.assert_close(best["frozen"][GLOBAL][key], value, rtol=0, atol=0)
+    lines = capsys.readouterr().out.splitlines()
+    assert not [line for line in lines if line.startswith("epoch ")]  # no global training
+    assert len([line for line in lines if line.startswith("local epoch ")]) == 2
+
+
+def test_a_two_stage_checkpoint_is_not_resumed_as_a_global_run(config):
+    result = train(config)
+    with pytest.raises(ValueError, match="refinement.*--refine"):
+        fit(dataclasses.replace(config, refine=False, resume=str(result.run_dir / "best.pt")))
