@@ -28,13 +28,12 @@ from cephalo.codec import HeatmapCodec
 from cephalo.codec.patches import PatchGeometry
 from cephalo.datasets.sources import DatasetSpec, load_records
 from cephalo.engine.augment import AugmentConfig
-from cephalo.engine.local_stage import draw_jitter, local_inputs, local_loss
+from cephalo.engine.local_stage import draw_jitter, local_inputs, local_loss, refine_landmarks
 from cephalo.engine.precision import resolve_precision
 from cephalo.engine.schedule import build_scheduler
 from cephalo.engine.setup import param_groups
 from cephalo.evaluation.predictions import read_predictions
 from cephalo.image_io import read_grey
-from cephalo.inference.refine import refine_landmarks
 from cephalo.models import create_model
 from cephalo.preprocessing.rescale import Rescale
 
