@@ -2,6 +2,8 @@
 two-stage best.pt used by predict, and a resumed local stage ending with the uninterrupted weights."""
 
 import dataclasses
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +12,8 @@ from torch import nn
 import cephalo.engine.local_fit as local_fit
 from cephalo.engine.checkpoint import GLOBAL, LOCAL, load_checkpoint, read_stage
 from cephalo.engine.config import TrainConfig
-from cephalo.engine.trainer import fit, train
+from cephalo.engine.stages import train
+from cephalo.engine.trainer import fit
 from cephalo.inference.outputs import predict_to_folder
 from cephalo.inference.inputs import resolve_inputs
 from cephalo.inference.torch_predictor import TorchPredictor
@@ -120,3 +123,35 @@ def test_a_two_stage_checkpoint_is_not_resumed_as_a_global_run(config):
     result = train(config)
     with pytest.raises(ValueError, match="refinement.*--refine"):
         fit(dataclasses.replace(config, refine=False, resume=str(result.run_dir / "best.pt")))
+
+
+def test_a_run_stopped_in_its_global_stage_resumes_into_the_local_one(config, monkeypatch):
+    import cephalo.engine.trainer as trainer
+    from cephalo.engine.loop import train_one_epoch
+
+    calls = []
+
+    def interrupted_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return train_one_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_one_epoch", interrupted_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    monkeypatch.setattr(trainer, "train_one_epoch", train_one_epoch)
+    run = Path(config.output_dir) / "run"
+    assert not (run / "local_last.pt").exists()
+    result = train(dataclasses.replace(config, resume=str(run)))
+    assert (run / "local_last.pt").is_file() and set(load_checkpoint(result.run_dir / "best.pt")["stages"]) == {GLOBAL, LOCAL}
+    assert load_checkpoint(run / "last.pt")["epoch"] == 2  # the global stage finished first
+
+
+def test_a_time_budget_covers_both_stages(config, capsys):
+    start = time.perf_counter()
+    train(dataclasses.replace(config, time_budget=12.0, epochs=1000, local_epochs=1000))
+    elapsed = time.perf_counter() - start
+    out = capsys.readouterr().out
+    assert "time budget 6 s:" in out and "local stage time budget" in out  # half for the global stage
+    assert elapsed < 12.0 + 3.0  # the budget, plus a validation and the local stage's setup on a loaded machine

@@ -7,8 +7,8 @@ import sys
 from cephalo.cli.errors import PARTIAL, report_errors, strip_debug
 from cephalo.flags import Parser
 
-INTERRUPTED = ("interrupted at once: the newest state is in the run folder's recovery.pt or last.pt; "
-               "continue with cephalo train --resume <run folder>")
+INTERRUPTED = ("interrupted at once: the newest state is in the run folder's recovery.pt or last.pt (local_last.pt "
+               "in a local stage); continue with cephalo train --resume <run folder>")
 
 
 def main(argv: list[str] | None = None, prog: str = "cephalo train") -> int:
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None, prog: str = "cephalo train") -> int:
 
         config = parse_args(argv, Parser(prog=prog, description=__doc__ + " --debug shows the traceback behind "
                                          "an error."))
-        from cephalo.engine.trainer import train as train_run  # after parsing: --help stays instant
+        from cephalo.engine.stages import train as train_run  # after parsing: --help stays instant
 
         result = train_run(config, given=given_flags(argv))
         return 0 if result.interrupted or result.best_written else PARTIAL

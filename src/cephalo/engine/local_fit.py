@@ -197,9 +197,9 @@ def fit_local(config: TrainConfig, global_checkpoint: Path | str, run_dir: Path,
                            training_stage=LOCAL, frozen=frozen)
 
     def epochs() -> float:
-        if budget_s is None:
-            return config.local_epochs
-        return math.inf if not progress.planned_updates else math.ceil(progress.planned_updates / updates_per_epoch)
+        if progress.planned_updates:  # a budget's plan, also in a resumed run
+            return math.ceil(progress.planned_updates / updates_per_epoch)
+        return config.local_epochs if budget_s is None else math.inf
 
     loop_start, updates_at_start = time.perf_counter(), progress.updates
     while progress.epoch < epochs():

@@ -3,7 +3,6 @@ and a clean stop on Ctrl+C / SIGTERM."""
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
@@ -16,7 +15,6 @@ from cephalo.engine.budget import Budget
 from cephalo.engine.compile_check import check_compiled_accumulation
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.distributed import any_rank, cleanup
-from cephalo.engine.local_fit import fit_local
 from cephalo.engine.loop import train_one_epoch
 from cephalo.engine.monitor import memory_text
 from cephalo.engine.oom import OutOfMemoryStop
@@ -39,6 +37,7 @@ class FitResult:
     metrics: dict = field(default_factory=dict)
     interrupted: str | None = None  # the signal that stopped it; recovery.pt holds its state
     best_written: bool = True  # False: rank 0 ended without a best.pt (no validation ran, or every write failed)
+    config: TrainConfig | None = None  # what the run trained with (a resumed run's, from its checkpoint)
 
 
 def run_directory(config: TrainConfig) -> Path:
@@ -69,29 +68,6 @@ def describe(t: Training, run_dir: Path) -> str:
     return "\n".join(lines + list(t.notes))
 
 
-GLOBAL_SHARE = 0.5  # of a --time_budget with --refine, for the global stage (not yet measured)
-
-
-def train(config: TrainConfig, given: set[str] | None = None) -> FitResult:
-    """``cephalo train``: the global stage (:func:`fit`), then with ``--refine`` the local one in the same run
-    folder; ``--refine_from CHECKPOINT`` trains the local stage alone on that checkpoint's global model."""
-    started = time.perf_counter()
-    if config.refine_from:
-        config.check()
-        run_dir = run_directory(config)
-        tracker = fit_local(config, Path(config.refine_from), run_dir, config.time_budget, bool(config.resume))
-        return FitResult(run_dir, tracker)
-    if not config.refine:
-        return fit(config, given=given)
-    budget = config.time_budget
-    result = fit(dataclasses.replace(config, time_budget=budget * GLOBAL_SHARE if budget else None), given=given)
-    if result.interrupted or not result.best_written or not result.tracker.best < float("inf"):
-        return result
-    left = budget - (time.perf_counter() - started) if budget else None
-    tracker = fit_local(config, result.run_dir / "best.pt", result.run_dir, left, bool(config.resume))
-    return FitResult(result.run_dir, tracker, result.metrics)
-
-
 def fit(config: TrainConfig, model: torch.nn.Module | None = None, given: set[str] | None = None) -> FitResult:
     """Train as ``config`` says. ``model`` replaces the one ``config.model`` names (tests use tiny ones);
     ``given``: the options the user set (see :func:`~cephalo.engine.resume.resolve_resume`).
@@ -118,7 +94,7 @@ def fit(config: TrainConfig, model: torch.nn.Module | None = None, given: set[st
         note = check_compiled_accumulation(t)
         if note:
             say(note)
-    result = FitResult(run_dir, tracker)
+    result = FitResult(run_dir, tracker, config=t.config)
     try:
         with StopRequest() as stop:
             train_epochs(t, progress, result, log, writer, stop, say, Budget(t, progress, started))
