@@ -234,19 +234,20 @@ def fit_local(config: TrainConfig, global_checkpoint: Path | str, run_dir: Path,
                                     precision, config.channels_last)}
         if tracker.update(metrics):
             _save(run_dir / "best.pt", state_now(metrics))
-        if budget_s is not None and not progress.planned_updates:
-            now = time.perf_counter()
-            update_s = (now - loop_start) / max(1, progress.updates - updates_at_start)
-            progress.planned_updates = planned_updates(budget_s, now - started, update_s, updates_per_epoch)
-            _set_length(scheduler, optimizer, progress.planned_updates, warmup, config.min_lr_ratio)
-            print(f"local stage time budget {format_duration(budget_s)}: -> "
-                  f"{math.ceil(progress.planned_updates / updates_per_epoch)} epochs")
         _save(last_path, state_now(metrics))
         with open(run_dir / "local_metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps({k_: v for k_, v in metrics.items() if k_ != "val_errors_mm"}) + "\n")
         print(f"local epoch {progress.epoch:>3}: loss {metrics['train_loss']:.4g}, {metrics['images_per_s']:.1f} img/s "
               f"| refined MRE {metrics['val_mre_mm']:.3f} mm (global {global_mre:.3f}), SDR@2mm "
               f"{metrics['val_sdr_2mm']:.1f} %", flush=True)
+        if budget_s is not None and not progress.planned_updates:  # the first epoch measured whole
+            now = time.perf_counter()
+            update_s = (now - loop_start) / max(1, progress.updates - updates_at_start)
+            progress.planned_updates = planned_updates(budget_s, now - started, update_s, updates_per_epoch)
+            _set_length(scheduler, optimizer, progress.planned_updates, warmup, config.min_lr_ratio)
+            _save(last_path, state_now(metrics))
+            print(f"local stage time budget {format_duration(budget_s)}: {format_duration(update_s * updates_per_epoch)}"
+                  f" per epoch -> {math.ceil(progress.planned_updates / updates_per_epoch)} epochs")
     print(f"best refined MRE {tracker.best:.4g} mm at local epoch {tracker.best_epoch}: {run_dir / 'best.pt'} "
           "(global and local stages)")
     return tracker

@@ -155,14 +155,15 @@ def train_epochs(t: Training, progress: Progress, result: FitResult, log: RunLog
             result.metrics["val_seconds"] = time.perf_counter() - start
             if tracker.update(result.metrics, c.min_delta, c.patience if c.early_stopping else None):
                 writer.save("best.pt", progress, tracker, result.metrics)
-        # after the first epoch, before last.pt keeps the plan
-        plan = None if tracker.stopped_because else budget.plan(t, progress, result.metrics)
         if progress.epoch % c.save_frequency == 0 or progress.epoch >= budget.epochs(t, c.epochs) \
                 or tracker.stopped_because:
             writer.save("last.pt", progress, tracker, result.metrics)
         log.log_epoch({**result.metrics, "best": tracker.best, "stopped_because": tracker.stopped_because})
         say(epoch_line(result.metrics, t))
+        # after the first epoch has been measured whole (its checkpoints and log too); last.pt then keeps the plan
+        plan = None if tracker.stopped_because else budget.plan(t, progress, result.metrics)
         if plan:
+            writer.save("last.pt", progress, tracker, result.metrics)
             say(plan)
 
 
