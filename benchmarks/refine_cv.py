@@ -100,7 +100,7 @@ def train_local(args, train_rows, scaled: ScaledImages, truth: torch.Tensor, jit
         optimizer.zero_grad(set_to_none=True)
         if scheduler is not None:
             scheduler.step()
-        return float(loss)
+        return float(loss.detach())
 
     model.train()
     warmup = 20
@@ -109,7 +109,7 @@ def train_local(args, train_rows, scaled: ScaledImages, truth: torch.Tensor, jit
     for _ in range(warmup):
         step(scheduler)
     step_s = (time.perf_counter() - start) / warmup
-    total = max(warmup + 1, int(args.minutes * 60 / step_s))
+    total = args.updates or max(warmup + 1, int(args.minutes * 60 / step_s))
     scheduler = build_scheduler(optimizer, total, warmup, 0.01)
     for _ in range(warmup):
         scheduler.step()
@@ -141,6 +141,8 @@ def main() -> None:
     parser.add_argument("--augmentation", default="light")
     parser.add_argument("--extra_jitter_mm", type=float, default=0.3)
     parser.add_argument("--minutes", type=float, default=6.0, help="training time of each fold's local model")
+    parser.add_argument("--updates", type=int, help="a fixed number of local updates instead of --minutes (the same "
+                        "on a loaded machine)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -196,7 +198,8 @@ def main() -> None:
              f"- local stage: `{args.model}`, patch {args.patch} px at {args.mm_per_px} mm/px "
              f"({args.patch * args.mm_per_px:.1f} mm), heatmap stride {args.stride}, sigma {args.sigma}, "
              f"{args.batch_images} images x {len(names)} patches per update, augmentation {args.augmentation}, "
-             f"jitter: out-of-fold global errors + N(0, {args.extra_jitter_mm} mm), {args.minutes:g} min per fold",
+             f"jitter: out-of-fold global errors + N(0, {args.extra_jitter_mm} mm), "
+             + (f"{args.updates} updates" if args.updates else f"{args.minutes:g} min") + " per fold",
              *[f"- {arm}: MRE **{m:.3f} +- {s:.3f} mm** over folds" for arm in per_landmark
                for m, s in [mean_sd(f"{arm}_mre_mm")]], "",
              "| fold | global MRE | refined | refined twice | SDR@2mm global / refined | local updates | "
