@@ -155,3 +155,32 @@ def test_a_time_budget_covers_both_stages(config, capsys):
     out = capsys.readouterr().out
     assert "time budget 6 s:" in out and "local stage time budget" in out  # half for the global stage
     assert elapsed < 12.0 + 3.0  # the budget, plus a validation and the local stage's setup on a loaded machine
+
+
+def test_refine_on_an_aariz_folder_of_two_devices_resamples_each_to_the_patch_scale(config, tmp_path, monkeypatch):
+    from tests.fixtures_datasets import AarizBuilder
+
+    builder = AarizBuilder(tmp_path / "aariz")
+    for i in range(6):  # two devices: 0.1 and 0.2 mm pixels
+        builder.add_case(f"t{i}", "train", pixel_size="0.1" if i % 2 else "0.2")
+    for i in range(2):
+        builder.add_case(f"v{i}", "valid", pixel_size="0.1" if i % 2 else "0.2")
+    aariz = dataclasses.replace(config, dataset_path=str(tmp_path / "aariz"), image_size=(64, 64), patch_mm=0.4,
+                                local_epochs=1, run_name="aariz")
+    scales = []
+    real_read = local_fit.ScaledImages.read
+
+    def recorded(records, mm_per_px, progress):
+        scaled, seconds = real_read(records, mm_per_px, progress)
+        scales.append(([r.spacing_mm for r in records], scaled))
+        return scaled, seconds
+
+    monkeypatch.setattr(local_fit.ScaledImages, "read", staticmethod(recorded))
+    result = train(aariz)
+    assert len(read_stage(load_checkpoint(result.run_dir / "best.pt"), "best.pt", LOCAL).spec.landmark_names) == 29
+    spacings, scaled = scales[0]  # the training images
+    assert sorted(set(spacings)) == [0.1, 0.2]
+    assert torch.allclose(scaled.spacing_mm, torch.full((6,), 0.4), rtol=0.05)  # each at the patch scale
+    fine = [i for i, s in enumerate(spacings) if s == 0.1]
+    coarse = [i for i, s in enumerate(spacings) if s == 0.2]
+    assert scaled.rescales[fine[0]].size == (20, 16) and scaled.rescales[coarse[0]].size == (40, 32)
