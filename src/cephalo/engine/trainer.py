@@ -63,8 +63,8 @@ def describe(t: Training, run_dir: Path) -> str:
         f"per epoch; AdamW lr {c.lr:g}, warm-up {c.warmup_epochs:g} epochs" + (f", EMA {c.ema_decay}" if c.use_ema else ""),
     ]
     if c.time_budget:
-        lines.append(f"time budget: {format_duration(c.time_budget)} for the whole run; the first epoch's measured "
-                     "time sets the number of epochs (--epochs is not used)")
+        lines.append(f"time budget: {format_duration(c.time_budget)} for the {'global stage' if c.refine else 'whole run'}"
+                     "; the first epoch's measured time sets the number of epochs (--epochs is not used)")
     return "\n".join(lines + list(t.notes))
 
 
