@@ -66,8 +66,11 @@ def run(args: argparse.Namespace) -> int:
         print(note)
     (h, w), names = predictor.image_size, predictor.landmark_names
     where = " on ".join(str(x) for x in (getattr(predictor, "precision", None), getattr(predictor, "device", None)) if x)
+    local = getattr(predictor, "local_spec", None)
     print(f"model: {args.checkpoint} ({predictor.spec.model_name}, {len(names)} landmarks, input {h}x{w}"
-          + (f", {where}" if where else "") + ")")
+          + (f", {where}" if where else "") + ")"
+          + (f"; local stage {local.model_name} on {local.image_size[0]} px patches at {local.mm_per_px:g} mm/px"
+             if local is not None else ""))
     print(f"predicting {len(items)} image(s) -> {args.out}")
     overlay = args.overlay or args.overlay_analysis
     summary = predict_to_folder(predictor, items, args.out, overlay=overlay, analysis_lines=args.overlay_analysis,
