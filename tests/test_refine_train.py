@@ -38,6 +38,7 @@ class TinyUpHead(nn.Module):
 @pytest.fixture
 def config(tmp_path, monkeypatch):
     monkeypatch.setattr(TrainConfig, "check", lambda self: None)  # --model's choices were fixed at import
+    monkeypatch.setattr(local_fit, "ONLY_IF_BETTER", False)  # tiny local models need not beat the global one
     register_model("tiny_global", backbone=lambda in_chans=1: TinyBackbone(in_chans),
                    head=lambda backbone, num_landmarks, head_stride: TinyHead(num_landmarks))
     register_model("tiny_local", backbone=lambda in_chans=1: TinyBackbone(in_chans),
@@ -184,3 +185,42 @@ def test_refine_on_an_aariz_folder_of_two_devices_resamples_each_to_the_patch_sc
     fine = [i for i, s in enumerate(spacings) if s == 0.1]
     coarse = [i for i, s in enumerate(spacings) if s == 0.2]
     assert scaled.rescales[fine[0]].size == (20, 16) and scaled.rescales[coarse[0]].size == (40, 32)
+
+
+def test_a_local_stage_that_does_not_beat_the_global_model_leaves_best_pt_global(config, monkeypatch, capsys):
+    monkeypatch.setattr(local_fit, "ONLY_IF_BETTER", True)
+    monkeypatch.setattr(local_fit, "validate_local", lambda *args, **kwargs: {"val_mre_mm": 99.0, "val_sd_mm": 1.0,
+                                                                              "val_sdr_2mm": 0.0})
+    result = train(config)
+    assert set(load_checkpoint(result.run_dir / "best.pt")["stages"]) == {GLOBAL}
+    assert "never beat the global model alone" in capsys.readouterr().out
+    fit(dataclasses.replace(config, refine=False, run_name="global"))
+    source = Path(config.output_dir) / "global" / "best.pt"
+    refined = train(dataclasses.replace(config, refine=False, refine_from=str(source), run_name="refined"))
+    assert set(load_checkpoint(refined.run_dir / "best.pt")["stages"]) == {GLOBAL}  # a copy of the global model
+
+
+def test_a_two_stage_export_predicts_the_landmarks_of_pytorch_within_0_05_px(config, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from cephalo.inference.export import export_checkpoint, local_path
+    from cephalo.inference.onnx_predictor import OnnxPredictor
+
+    result = train(config)
+    report = export_checkpoint(result.run_dir / "best.pt", tmp_path / "model.onnx")
+    assert report.local is not None and report.local.path == local_path(tmp_path / "model.onnx")
+    assert report.metadata["local"] == "model.local.onnx" and report.local.metadata["mm_per_px"] == 0.2
+    items = resolve_inputs([config.dataset_path])[0]
+    torch_run = predict_to_folder(TorchPredictor(result.run_dir / "best.pt", device="cpu", mixed_precision=False),
+                                  items, tmp_path / "torch", num_workers=0, progress=False)
+    onnx_predictor = OnnxPredictor(tmp_path / "model.onnx", device="cpu")
+    assert onnx_predictor.patch_mm == 0.2
+    onnx_run = predict_to_folder(onnx_predictor, items, tmp_path / "onnx", num_workers=0, progress=False)
+    from cephalo.evaluation.predictions import read_predictions
+
+    _, a = read_predictions(torch_run.csv_path)
+    _, b = read_predictions(onnx_run.csv_path)
+    assert a.keys() == b.keys()
+    assert max(float(abs(a[k] - b[k]).max()) for k in a) < 0.05  # original pixels
+    report.local.path.unlink()
+    with pytest.raises(FileNotFoundError, match="local stage .*model.local.onnx is missing"):
+        OnnxPredictor(tmp_path / "model.onnx", device="cpu")

@@ -62,6 +62,8 @@ LOCAL_LAST = "local_last.pt"
 LOCAL_STRIDE = 2  # heatmaps at half the patch resolution: 0.4 mm per heatmap pixel at 0.2 mm patches
 AUGMENTATION = "light"  # the patch is already moved by the jitter; benchmarks/refine_cv.md
 EXTRA_JITTER_MM = 0.3  # on top of the measured errors, so that no two draws are the same point
+ONLY_IF_BETTER = True  # best.pt takes the two stages only once they beat the global model alone (tests of the
+# mechanics, whose tiny local models need not win, turn it off)
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ def fit_local(config: TrainConfig, global_checkpoint: Path | str, run_dir: Path,
                      stride=LOCAL_STRIDE, sigma=config.sigma, mm_per_px=config.patch_mm,
                      default_spacing_mm=statistics.median(r.spacing_mm for r in train_set.records))
     frozen = {GLOBAL: (global_stage.spec, global_stage.weights)}
-    progress, tracker = LocalProgress(), Tracker(config.monitor if config.monitor == "val_mre_mm" else "val_mre_mm")
+    progress, tracker = LocalProgress(), Tracker("val_mre_mm", best=global_mre if ONLY_IF_BETTER else math.inf)
     last_path = run_dir / LOCAL_LAST
     if resume and last_path.is_file():
         state = load_checkpoint(last_path)
@@ -248,8 +250,16 @@ def fit_local(config: TrainConfig, global_checkpoint: Path | str, run_dir: Path,
             _save(last_path, state_now(metrics))
             print(f"local stage time budget {format_duration(budget_s)}: {format_duration(update_s * updates_per_epoch)}"
                   f" per epoch -> {math.ceil(progress.planned_updates / updates_per_epoch)} epochs")
-    print(f"best refined MRE {tracker.best:.4g} mm at local epoch {tracker.best_epoch}: {run_dir / 'best.pt'} "
-          "(global and local stages)")
+    if tracker.best_epoch is None:
+        best = run_dir / "best.pt"
+        if not best.is_file():  # --refine_from into a new folder: the global model alone is its best
+            save_checkpoint(best, source)
+        print(f"warning: the local stage never beat the global model alone ({global_mre:.3f} mm on the validation "
+              f"images): {best} holds the global model only; {LOCAL_LAST} has the local stage as trained",
+              flush=True)
+    else:
+        print(f"best refined MRE {tracker.best:.4g} mm (global alone {global_mre:.4g}) at local epoch "
+              f"{tracker.best_epoch}: {run_dir / 'best.pt'} (global and local stages)")
     return tracker
 
 

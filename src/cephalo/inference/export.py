@@ -33,8 +33,7 @@ from torch import nn
 
 from cephalo import __version__
 from cephalo.atomic import write_bytes
-from cephalo.dicom import warn_stderr
-from cephalo.engine.checkpoint import LOCAL, Stage, load_checkpoint
+from cephalo.engine.checkpoint import GLOBAL, LOCAL, Stage, load_checkpoint
 from cephalo.inference.onnx_predictor import (
     FORMAT_VERSION,
     METADATA_KEY,
@@ -79,6 +78,7 @@ class ExportReport:
     inputs: list[tuple[str, str, list]] = field(default_factory=list)  # (name, dtype, shape) per graph input
     outputs: list[tuple[str, str, list]] = field(default_factory=list)
     fallbacks: list[str] = field(default_factory=list)  # why earlier exporters were not used (auto mode)
+    local: ExportReport | None = None  # the local stage's file, for a two-stage checkpoint
 
 
 def export_metadata(stage: Stage, epoch: int | None, checkpoint_path: Path | str) -> dict:
@@ -88,7 +88,9 @@ def export_metadata(stage: Stage, epoch: int | None, checkpoint_path: Path | str
         "format_version": FORMAT_VERSION,
         **{k: spec[k] for k in SPEC_KEYS},
         "input": {"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", 1, *spec["image_size"]],
-                  "values": f"grey pixel values 0..255 of the letterboxed image ({stage.spec.letterbox})"},
+                  "values": (f"grey pixel values 0..255 of patches of the original at {stage.spec.mm_per_px:g} mm per "
+                             "pixel, centred on the rough landmarks" if stage.spec.mm_per_px else
+                             f"grey pixel values 0..255 of the letterboxed image ({stage.spec.letterbox})")},
         "output": {"name": OUTPUT_NAME, "dtype": "float32",
                    "shape": ["batch", len(spec["landmark_names"]), *stage.spec.heatmap_size]},
         "normalization": {"grey_mean": stage.spec.grey_mean, "grey_std": stage.spec.grey_std, "in_graph": True,
@@ -186,6 +188,12 @@ def _value_info(values) -> list[tuple[str, str, list]]:
     return out
 
 
+def local_path(out_path: Path | str) -> Path:
+    """Where the local stage of a two-stage export goes: ``model.onnx`` -> ``model.local.onnx``."""
+    out_path = Path(out_path)
+    return out_path.with_name(f"{out_path.stem}.local.onnx")
+
+
 def export_checkpoint(checkpoint_path: Path | str, out_path: Path | str, opset: int | None = None,
                       batch_size_hint: int = 1, exporter: str = "auto") -> ExportReport:
     """Export ``checkpoint_path`` to ``out_path`` (see the module docstring) and say how it went.
@@ -193,17 +201,36 @@ def export_checkpoint(checkpoint_path: Path | str, out_path: Path | str, opset: 
     ``exporter``: ``auto`` (TorchScript, then dynamo if that fails), ``torchscript`` or ``dynamo``.
     ``batch_size_hint`` is the batch of the example input the exporter traces; the graph takes any batch
     (hints below 2 are traced at 2, because ``torch.export`` specialises size-1 dimensions).
+
+    A checkpoint with a local stage gives two files: the global graph at ``out_path``, whose metadata names the
+    local one, and the local graph (patches ``(N, 1, P, P)`` of grey values 0..255 at the patch scale -> one
+    heatmap per landmark) at :func:`local_path`, its metadata carrying the patch scale. ``report.local`` says
+    how the second one went.
     """
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
+    state = load_checkpoint(checkpoint_path)
+    local = None
+    if LOCAL in (state.get("stages") or {}):
+        model, stage, epoch = load_trained_model(checkpoint_path, LOCAL, state)
+        local = _export_stage(model, stage, epoch, checkpoint_path, local_path(out_path), opset, batch_size_hint,
+                              exporter, {"stage": LOCAL, "mm_per_px": stage.spec.mm_per_px,
+                                         "default_spacing_mm": stage.spec.default_spacing_mm})
+    model, stage, epoch = load_trained_model(checkpoint_path, GLOBAL, state)
+    report = _export_stage(model, stage, epoch, checkpoint_path, out_path, opset, batch_size_hint, exporter,
+                           {"local": local.path.name} if local else {})
+    report.local = local
+    return report
+
+
+def _export_stage(model: nn.Module, stage: Stage, epoch: int | None, checkpoint_path: Path | str,
+                  out_path: Path | str, opset: int | None, batch_size_hint: int, exporter: str,
+                  extra: dict) -> ExportReport:
+    """One model of a checkpoint as one ONNX file; ``extra`` joins its metadata."""
     onnx = require("onnx")
     opset = DEFAULT_OPSET if opset is None else int(opset)
     out_path = Path(out_path)
     start = time.perf_counter()
-    model, stage, epoch = load_trained_model(checkpoint_path)
-    if LOCAL in (load_checkpoint(checkpoint_path).get("stages") or {}):
-        warn_stderr(f"{checkpoint_path}: its local (refinement) stage is not exported yet: the ONNX file predicts "
-                    "with the global model alone; cephalo predict --checkpoint on the .pt uses both stages")
     spec = stage.spec
     module = PixelsToHeatmaps(model, spec.grey_mean, spec.grey_std).eval()
     h, w = spec.image_size
@@ -231,12 +258,13 @@ def export_checkpoint(checkpoint_path: Path | str, out_path: Path | str, opset: 
     # reuse "batch" for them; H and W are fixed by the training size, so declare the exact shapes.
     _declare_shape(proto.graph.input[0], ["batch", 1, h, w])
     _declare_shape(proto.graph.output[0], ["batch", len(spec.landmark_names), *spec.heatmap_size])
-    metadata = export_metadata(stage, epoch, checkpoint_path)
+    metadata = {**export_metadata(stage, epoch, checkpoint_path), **extra}
     others = [p for p in proto.metadata_props if p.key != METADATA_KEY]  # keep what the exporter wrote
     del proto.metadata_props[:]
     proto.metadata_props.extend(others)
     proto.metadata_props.add(key=METADATA_KEY, value=json.dumps(metadata))
-    proto.doc_string = (f"cephalo {spec.model_name}: letterboxed grey image (float32 0..255) -> "
+    what = f"patches at {spec.mm_per_px:g} mm/px" if spec.mm_per_px else "letterboxed grey image"
+    proto.doc_string = (f"cephalo {spec.model_name}: {what} (float32 0..255) -> "
                         f"{len(spec.landmark_names)} landmark heatmaps at stride {spec.stride}")
     onnx.checker.check_model(proto)
     out_path.parent.mkdir(parents=True, exist_ok=True)

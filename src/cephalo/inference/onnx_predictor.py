@@ -17,7 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cephalo.codec import HeatmapCodec
+from cephalo.codec.patches import PatchGeometry
 from cephalo.engine.checkpoint import StageSpec
+from cephalo.engine.local_stage import refine_with
 from cephalo.inference.predictor import Predictor
 
 METADATA_KEY = "cephalo"
@@ -76,6 +79,22 @@ def default_providers(ort, device: str = "auto") -> list[str]:
     return (["CUDAExecutionProvider"] if cuda else []) + ["CPUExecutionProvider"]
 
 
+def _open(ort, path: Path, options, providers: list[str]):
+    """An ONNX Runtime session of ``path`` and its cephalo metadata; a ValueError naming the file otherwise."""
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as e:  # not protobuf, truncated, unsupported opset, ...
+        raise ValueError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
+    return session, parse_metadata(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), path)
+
+
+def _spec(meta: dict, path: Path) -> StageSpec:
+    normalization = meta.get("normalization") or {}
+    return StageSpec.from_dict({**{k: meta[k] for k in SPEC_KEYS}, **{
+        k: normalization[k] for k in ("grey_mean", "grey_std") if k in normalization},
+        **{k: meta[k] for k in ("mm_per_px", "default_spacing_mm") if meta.get(k) is not None}}, path)
+
+
 class OnnxPredictor(Predictor):
     """An ONNX model from ``cephalo export`` on ONNX Runtime, with the interface of every :class:`Predictor`."""
 
@@ -89,20 +108,35 @@ class OnnxPredictor(Predictor):
         options.log_severity_level = 3  # errors only: no per-node placement chatter
         if threads:
             options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(path), options,
-                                                providers=providers or default_providers(ort, device))
-        except Exception as e:  # not protobuf, truncated, unsupported opset, ...
-            raise ValueError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
-        meta = parse_metadata(self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), path)
-        normalization = meta.get("normalization") or {}
-        super().__init__(StageSpec.from_dict({**{k: meta[k] for k in SPEC_KEYS}, **{
-            k: normalization[k] for k in ("grey_mean", "grey_std") if k in normalization}}, path))
+        chosen = providers or default_providers(ort, device)
+        self.session, meta = _open(ort, path, options, chosen)
+        local = None
+        if meta.get("local"):  # a two-stage export: the local graph lies beside this one
+            local_file = path.parent / str(meta["local"])
+            if not local_file.is_file():
+                raise FileNotFoundError(f"{path}: its local stage {local_file} is missing; keep the two files of "
+                                        "cephalo export together")
+            self.local_session, local = _open(ort, local_file, options, chosen)
+        super().__init__(_spec(meta, path), _spec(local, path) if local else None)
+        if local:
+            self.local_codec = HeatmapCodec(self.local_spec.image_size, stride=self.local_spec.stride,
+                                            sigma=self.local_spec.sigma)
+            self.geometry = PatchGeometry(self.local_spec.image_size[0], self.local_spec.mm_per_px)
         self.metadata = meta
         self.path = path
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self.providers = self.session.get_providers()
+
+    def refine_scaled(self, images: torch.Tensor, spacing_mm: torch.Tensor, rough: torch.Tensor) -> torch.Tensor:
+        session = self.local_session
+        names = session.get_inputs()[0].name, session.get_outputs()[0].name
+
+        def heatmaps(patches: torch.Tensor) -> torch.Tensor:
+            x = np.ascontiguousarray(patches.cpu().numpy(), dtype=np.float32)
+            return torch.from_numpy(session.run([names[1]], {names[0]: x})[0])
+
+        return refine_with(heatmaps, self.local_codec, self.geometry, images, spacing_mm, rough)[0]
 
     def heatmaps(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """``(B, 1, H, W)`` uint8 (or float 0..255) letterboxed images -> ``(B, K, h, w)`` float32 heatmaps (CPU)."""

@@ -38,9 +38,21 @@ class Predictor:
         """The local stage's patch scale (mm per pixel), None without a local stage."""
         return self.local_spec.mm_per_px if self.local_spec is not None else None
 
+    def refine_scaled(self, images: torch.Tensor, spacing_mm: torch.Tensor, rough: torch.Tensor) -> torch.Tensor:
+        """The local stage: ``images (B, 1, H, W)`` uint8 at the patch scale, ``spacing_mm (B,)``, ``rough (B, K, 2)``
+        in their pixels -> refined ``(B, K, 2)`` in the same pixels. Subclasses with a local stage provide it."""
+        raise NotImplementedError(f"{type(self).__name__} has no local stage")
+
     def refine(self, landmarks: np.ndarray, scaled: list[Scaled]) -> np.ndarray:
         """Original-pixel landmarks ``(B, K, 2)`` corrected by the local stage from each image at the patch scale."""
-        raise NotImplementedError(f"{type(self).__name__} has no local stage")
+        h, w = max(s[0].shape[-2] for s in scaled), max(s[0].shape[-1] for s in scaled)
+        images = torch.zeros(len(scaled), 1, h, w, dtype=torch.uint8)  # padded right and bottom: points unchanged
+        for i, (image, _) in enumerate(scaled):
+            images[i, 0, : image.shape[-2], : image.shape[-1]] = image
+        spacing = torch.tensor([r.actual_mm_per_px for _, r in scaled])
+        rough = torch.tensor(np.stack([r.forward(p) for (_, r), p in zip(scaled, landmarks)]), dtype=torch.float32)
+        found = self.refine_scaled(images, spacing, rough).double().cpu().numpy()
+        return np.stack([r.inverse(p) for (_, r), p in zip(scaled, found)])
 
     def predict(self, images: torch.Tensor, letterboxes: list[Letterbox],
                 scaled: list[Scaled] | None = None) -> tuple[np.ndarray, np.ndarray]:

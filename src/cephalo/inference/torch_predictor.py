@@ -7,15 +7,13 @@ from pathlib import Path
 
 import torch
 
-import numpy as np
-
 from cephalo.codec import HeatmapCodec
 from cephalo.codec.patches import PatchGeometry
 from cephalo.device import resolve_device
 from cephalo.engine.checkpoint import GLOBAL, LOCAL, Stage, load_checkpoint, read_stage
 from cephalo.engine.local_stage import refine_landmarks
 from cephalo.engine.precision import resolve_precision
-from cephalo.inference.predictor import Predictor, Scaled
+from cephalo.inference.predictor import Predictor
 from cephalo.models import create_model
 from cephalo.preprocessing.normalize import to_model_input
 
@@ -33,7 +31,7 @@ def load_trained_model(path: Path | str, stage_name: str = GLOBAL, state: dict |
     except RuntimeError as e:  # the weights of another architecture or landmark set under this model name
         raise ValueError(f"{path}: its weights do not fit a {spec.model_name} with {len(spec.landmark_names)} "
                          f"landmarks ({str(e).splitlines()[0]})") from None
-    epoch = state.get("epoch")
+    epoch = None if stage.weights_kind == "frozen" else state.get("epoch")  # a frozen stage's epoch is not kept
     return model.eval(), stage, None if epoch is None else int(epoch)
 
 
@@ -56,16 +54,9 @@ class TorchPredictor(Predictor):
             self.geometry = PatchGeometry(spec.image_size[0], spec.mm_per_px)
 
     @torch.inference_mode()
-    def refine(self, landmarks: np.ndarray, scaled: list[Scaled]) -> np.ndarray:
-        h, w = max(s[0].shape[-2] for s in scaled), max(s[0].shape[-1] for s in scaled)
-        images = torch.zeros(len(scaled), 1, h, w, dtype=torch.uint8)
-        for i, (image, _) in enumerate(scaled):
-            images[i, 0, : image.shape[-2], : image.shape[-1]] = image
-        spacing = torch.tensor([r.actual_mm_per_px for _, r in scaled])
-        rough = torch.tensor(np.stack([r.forward(p) for (_, r), p in zip(scaled, landmarks)]), dtype=torch.float32)
-        found, _ = refine_landmarks(self.local_model, self.local_codec, self.geometry, images, spacing, rough,
-                                    self.precision.autocast)
-        return np.stack([r.inverse(p) for (_, r), p in zip(scaled, found.double().cpu().numpy())])
+    def refine_scaled(self, images: torch.Tensor, spacing_mm: torch.Tensor, rough: torch.Tensor) -> torch.Tensor:
+        return refine_landmarks(self.local_model, self.local_codec, self.geometry, images, spacing_mm, rough,
+                                self.precision.autocast)[0]
 
     @torch.inference_mode()
     def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
