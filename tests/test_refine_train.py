@@ -14,8 +14,8 @@ from cephalo.engine.checkpoint import GLOBAL, LOCAL, load_checkpoint, read_stage
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.stages import train
 from cephalo.engine.trainer import fit
-from cephalo.inference.outputs import predict_to_folder
 from cephalo.inference.inputs import resolve_inputs
+from cephalo.inference.outputs import predict_to_folder
 from cephalo.inference.torch_predictor import TorchPredictor
 from cephalo.models.registry import register_model, unregister
 from tests.helpers import TinyBackbone, TinyHead, write_csv_dataset

@@ -120,17 +120,43 @@ def global_predictions(stage: Stage, val_set: CachedLandmarkDataset, device: tor
 
 @dataclass
 class LocalProgress:
+    """What changes while the local stage trains; saved in ``local_last.pt``."""
+
     epoch: int = 0
     updates: int = 0
     planned_updates: int = 0  # --time_budget: fixed after the first epoch
 
 
-def fit_local(config: TrainConfig, global_checkpoint: Path | str, run_dir: Path, budget_s: float | None = None,
-              resume: bool = False) -> Tracker:
-    """Train the local stage on top of ``global_checkpoint``'s global model, in ``run_dir``; returns the tracker of
-    its validation MRE (refined global predictions). ``budget_s``: wall-clock seconds for this stage."""
-    started = time.perf_counter()
-    run_dir.mkdir(parents=True, exist_ok=True)
+@dataclass(frozen=True)
+class LocalRun:
+    """The live objects of a local stage, built once by :func:`build_local` in the module docstring's order."""
+
+    config: TrainConfig
+    device: torch.device
+    precision: Precision
+    source: dict  # the checkpoint of the global model
+    spec: StageSpec  # the local stage's description
+    frozen: dict  # {"global": (spec, weights)}: what best.pt carries beside the local model
+    geometry: PatchGeometry
+    codec: HeatmapCodec
+    train: ScaledImages
+    val: ScaledImages
+    rough_scaled: Tensor  # (N_val, K, 2) the global predictions of the validation images, resampled pixels
+    truth: np.ndarray  # (N_val, K, 2) original pixels
+    spacing: np.ndarray  # (N_val,) mm per original pixel
+    jitter_pool: Tensor  # (N_val, K, 2) the global model's errors in mm
+    global_mre: float
+    model: torch.nn.Module
+    ema: ModelEma | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    updates_per_epoch: int
+    warmup: int
+    note: str  # what was built, printed at the start
+
+
+def build_local(config: TrainConfig, global_checkpoint: Path | str) -> LocalRun:
     source = load_checkpoint(global_checkpoint)
     global_stage = read_stage(source, global_checkpoint, GLOBAL)
     config = dataclasses.replace(config, image_size=global_stage.spec.image_size)  # validation's global input
@@ -142,18 +168,14 @@ def fit_local(config: TrainConfig, global_checkpoint: Path | str, run_dir: Path,
     if tuple(train_set.landmark_names) != tuple(names):
         raise ValueError(f"{global_checkpoint}: its global model predicts {', '.join(names)}; the dataset has "
                          f"{', '.join(train_set.landmark_names)}")
-    k = len(names)
-    geometry = PatchGeometry(config.patch_size, config.patch_mm)
     train, per_image_s = ScaledImages.read(train_set.records, config.patch_mm, config.progress)
     val, _ = ScaledImages.read(val_set.records, config.patch_mm, config.progress)
     rough = global_predictions(global_stage, val_set, device, precision)  # (N_val, K, 2) original pixels
     truth = np.stack([r.landmarks for r in val_set.records])
     spacing = np.array([r.spacing_mm for r in val_set.records])
-    jitter_pool = torch.tensor((rough - truth) * spacing[:, None, None], dtype=torch.float32, device=device)
-    rough_scaled = val.to_scaled(rough)
     global_mre = float(radial_errors_mm(rough, truth, spacing).mean())
 
-    model = create_model(config.local_model, k, in_chans=1, head_stride=LOCAL_STRIDE).to(device)
+    model = create_model(config.local_model, len(names), in_chans=1, head_stride=LOCAL_STRIDE).to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, foreach=True)
@@ -161,128 +183,150 @@ def fit_local(config: TrainConfig, global_checkpoint: Path | str, run_dir: Path,
     warmup = round(config.warmup_epochs * updates_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(updates_per_epoch * config.local_epochs, warmup, config.min_lr_ratio))
-    scaler = precision.grad_scaler()
-    ema = ModelEma(model, config.ema_decay) if config.use_ema else None
-    codec = HeatmapCodec((config.patch_size, config.patch_size), stride=LOCAL_STRIDE, sigma=config.sigma)
     spec = StageSpec(model_name=config.local_model, landmark_names=names, image_size=(config.patch_size,) * 2,
                      stride=LOCAL_STRIDE, sigma=config.sigma, mm_per_px=config.patch_mm,
                      default_spacing_mm=statistics.median(r.spacing_mm for r in train_set.records))
-    frozen = {GLOBAL: (global_stage.spec, global_stage.weights)}
-    progress, tracker = LocalProgress(), Tracker("val_mre_mm", best=global_mre if ONLY_IF_BETTER else math.inf)
+    note = (f"local stage: {config.local_model}, {len(names)} patches of {config.patch_size} px at "
+            f"{config.patch_mm:g} mm/px ({config.patch_size * config.patch_mm:g} mm) per image, {config.local_batch} "
+            f"images per update, {updates_per_epoch} updates per epoch; images resampled in "
+            f"{per_image_s * 1000:.0f} ms each\nlocal stage data: {data_note}; the global model's validation MRE "
+            f"{global_mre:.3f} mm, whose errors are the jitter")
+    return LocalRun(config, device, precision, source, spec, {GLOBAL: (global_stage.spec, global_stage.weights)},
+                    PatchGeometry(config.patch_size, config.patch_mm),
+                    HeatmapCodec((config.patch_size,) * 2, stride=LOCAL_STRIDE, sigma=config.sigma), train, val,
+                    val.to_scaled(rough), truth, spacing,
+                    torch.tensor((rough - truth) * spacing[:, None, None], dtype=torch.float32, device=device),
+                    global_mre, model, ModelEma(model, config.ema_decay) if config.use_ema else None, optimizer,
+                    scheduler, precision.grad_scaler(), updates_per_epoch, warmup, note)
+
+
+def local_epoch(r: LocalRun, progress: LocalProgress) -> dict:
+    """One epoch over the training images in a seeded order; returns its loss and speed."""
+    c, start = r.config, time.perf_counter()
+    r.model.train()
+    order = torch.randperm(len(r.train.images), generator=torch.Generator().manual_seed(c.seed * 100003
+                                                                                        + progress.epoch))
+    augment_cfg = AugmentConfig.for_level(AUGMENTATION)
+    loss_sum = torch.zeros((), device=r.device)
+    for rows in progress_bar(order.split(c.local_batch), desc=f"local epoch {progress.epoch + 1}", unit="batch",
+                             enabled=c.progress):
+        jitter = draw_jitter(r.jitter_pool, len(rows))
+        jitter = jitter + torch.randn(jitter.shape, device=r.device) * EXTRA_JITTER_MM
+        x, points = local_inputs(r.train.images[rows], r.train.spacing_mm[rows], r.train.landmarks[rows], jitter,
+                                 r.geometry, r.device, augment_cfg, c.channels_last)
+        loss = local_loss(r.model, r.codec, r.precision, x, points, len(r.spec.landmark_names))
+        r.scaler.scale(loss).backward()
+        r.scaler.unscale_(r.optimizer)
+        if all_finite([p.grad for p in r.model.parameters() if p.grad is not None]):  # the update's one sync
+            r.scaler.step(r.optimizer)
+            r.scheduler.step()
+            if r.ema is not None:
+                r.ema.update(r.model)
+            progress.updates += 1
+        r.scaler.update()
+        r.optimizer.zero_grad(set_to_none=True)
+        loss_sum += loss.detach() * len(rows)
+    progress.epoch += 1
+    seconds = time.perf_counter() - start
+    return {"epoch": progress.epoch, "stage": LOCAL, "train_loss": float(loss_sum) / len(r.train.images),
+            "images_per_s": len(r.train.images) / seconds, "train_seconds": seconds}
+
+
+def fit_local(config: TrainConfig, global_checkpoint: Path | str, run_dir: Path, budget_s: float | None = None,
+              resume: bool = False) -> Tracker:
+    """Train the local stage on top of ``global_checkpoint``'s global model, in ``run_dir``; returns the tracker of
+    its validation MRE (refined global predictions). ``budget_s``: wall-clock seconds for this stage."""
+    started = time.perf_counter()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    r = build_local(config, global_checkpoint)
+    progress, tracker = LocalProgress(), Tracker("val_mre_mm", best=r.global_mre if ONLY_IF_BETTER else math.inf)
     last_path = run_dir / LOCAL_LAST
     if resume and last_path.is_file():
-        state = load_checkpoint(last_path)
-        model.load_state_dict(state["model"])
-        if ema is not None and state.get("ema"):
-            ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        progress = LocalProgress(**state["progress"])
-        tracker = Tracker.from_state_dict(state["tracker"])
+        progress, tracker = _restore(r, load_checkpoint(last_path))
         print(f"local stage resumed from {last_path} at epoch {progress.epoch + 1}")
     if progress.planned_updates:
-        _set_length(scheduler, optimizer, progress.planned_updates, warmup, config.min_lr_ratio)
-    augment_cfg = AugmentConfig.for_level(AUGMENTATION)
-    print(f"local stage: {config.local_model}, {k} patches of {config.patch_size} px at {config.patch_mm:g} mm/px "
-          f"({config.patch_size * config.patch_mm:g} mm) per image, {config.local_batch} images per update, "
-          f"{updates_per_epoch} updates per epoch; images resampled in {per_image_s * 1000:.0f} ms each\n"
-          f"local stage data: {data_note}; the global model's validation MRE {global_mre:.3f} mm, whose errors "
-          "are the jitter" + (f"\nlocal stage time budget: {format_duration(budget_s)}" if budget_s else ""))
+        _set_length(r, progress.planned_updates)
+    print(r.note + (f"\nlocal stage time budget: {format_duration(budget_s)}" if budget_s else ""))
 
     def state_now(metrics: dict) -> dict:
-        return build_state(stage=spec, model=model.state_dict(), ema=ema.state_dict() if ema else None,
-                           optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                           scaler=scaler.state_dict(), progress=dataclasses.asdict(progress),
-                           tracker=tracker.state_dict(), metrics=metrics, config=config.to_dict(),
-                           training_stage=LOCAL, frozen=frozen)
+        return build_state(stage=r.spec, model=r.model.state_dict(), ema=r.ema.state_dict() if r.ema else None,
+                           optimizer=r.optimizer.state_dict(), scheduler=r.scheduler.state_dict(),
+                           scaler=r.scaler.state_dict(), progress=dataclasses.asdict(progress),
+                           tracker=tracker.state_dict(), metrics=metrics, config=r.config.to_dict(),
+                           training_stage=LOCAL, frozen=r.frozen)
 
     def epochs() -> float:
         if progress.planned_updates:  # a budget's plan, also in a resumed run
-            return math.ceil(progress.planned_updates / updates_per_epoch)
-        return config.local_epochs if budget_s is None else math.inf
+            return math.ceil(progress.planned_updates / r.updates_per_epoch)
+        return r.config.local_epochs if budget_s is None else math.inf
 
     loop_start, updates_at_start = time.perf_counter(), progress.updates
     while progress.epoch < epochs():
-        epoch_start = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(config.seed * 100003
-                                                                                          + progress.epoch))
-        loss_sum = torch.zeros((), device=device)
-        for rows in progress_bar(order.split(config.local_batch), desc=f"local epoch {progress.epoch + 1}",
-                                 unit="batch", enabled=config.progress):
-            jitter = draw_jitter(jitter_pool, len(rows))
-            jitter = jitter + torch.randn(jitter.shape, device=device) * EXTRA_JITTER_MM
-            x, points = local_inputs(train.images[rows], train.spacing_mm[rows], train.landmarks[rows], jitter,
-                                     geometry, device, augment_cfg, config.channels_last)
-            loss = local_loss(model, codec, precision, x, points, k)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            if all_finite([p.grad for p in model.parameters() if p.grad is not None]):  # the update's one sync
-                scaler.step(optimizer)
-                scheduler.step()
-                if ema is not None:
-                    ema.update(model)
-                progress.updates += 1
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            loss_sum += loss.detach() * len(rows)
-        progress.epoch += 1
-        train_seconds = time.perf_counter() - epoch_start
-        metrics = {"epoch": progress.epoch, "stage": LOCAL, "train_loss": float(loss_sum) / len(train_set),
-                   "images_per_s": len(train_set) / train_seconds, "train_seconds": train_seconds,
-                   **validate_local(ema.module if ema else model, codec, geometry, val, rough_scaled, truth, spacing,
-                                    precision, config.channels_last)}
+        metrics = local_epoch(r, progress)
+        metrics.update(validate_local(r))
         if tracker.update(metrics):
             _save(run_dir / "best.pt", state_now(metrics))
         _save(last_path, state_now(metrics))
         with open(run_dir / "local_metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps({k_: v for k_, v in metrics.items() if k_ != "val_errors_mm"}) + "\n")
+            f.write(json.dumps(metrics) + "\n")
         print(f"local epoch {progress.epoch:>3}: loss {metrics['train_loss']:.4g}, {metrics['images_per_s']:.1f} img/s "
-              f"| refined MRE {metrics['val_mre_mm']:.3f} mm (global {global_mre:.3f}), SDR@2mm "
+              f"| refined MRE {metrics['val_mre_mm']:.3f} mm (global {r.global_mre:.3f}), SDR@2mm "
               f"{metrics['val_sdr_2mm']:.1f} %", flush=True)
         if budget_s is not None and not progress.planned_updates:  # the first epoch measured whole
             now = time.perf_counter()
             update_s = (now - loop_start) / max(1, progress.updates - updates_at_start)
-            progress.planned_updates = planned_updates(budget_s, now - started, update_s, updates_per_epoch)
-            _set_length(scheduler, optimizer, progress.planned_updates, warmup, config.min_lr_ratio)
+            progress.planned_updates = planned_updates(budget_s, now - started, update_s, r.updates_per_epoch)
+            _set_length(r, progress.planned_updates)
             _save(last_path, state_now(metrics))
-            print(f"local stage time budget {format_duration(budget_s)}: {format_duration(update_s * updates_per_epoch)}"
-                  f" per epoch -> {math.ceil(progress.planned_updates / updates_per_epoch)} epochs")
-    if tracker.best_epoch is None:
-        best = run_dir / "best.pt"
-        if not best.is_file():  # --refine_from into a new folder: the global model alone is its best
-            save_checkpoint(best, source)
-        print(f"warning: the local stage never beat the global model alone ({global_mre:.3f} mm on the validation "
-              f"images): {best} holds the global model only; {LOCAL_LAST} has the local stage as trained",
-              flush=True)
-    else:
-        print(f"best refined MRE {tracker.best:.4g} mm (global alone {global_mre:.4g}) at local epoch "
-              f"{tracker.best_epoch}: {run_dir / 'best.pt'} (global and local stages)")
+            print(f"local stage time budget {format_duration(budget_s)}: "
+                  f"{format_duration(update_s * r.updates_per_epoch)} per epoch -> {epochs()} epochs")
+    _report_best(r, tracker, run_dir)
     return tracker
 
 
+def _restore(r: LocalRun, state: dict) -> tuple[LocalProgress, Tracker]:
+    r.model.load_state_dict(state["model"])
+    if r.ema is not None and state.get("ema"):
+        r.ema.load_state_dict(state["ema"])
+    r.optimizer.load_state_dict(state["optimizer"])
+    r.scheduler.load_state_dict(state["scheduler"])
+    r.scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    return LocalProgress(**state["progress"]), Tracker.from_state_dict(state["tracker"])
+
+
+def _report_best(r: LocalRun, tracker: Tracker, run_dir: Path) -> None:
+    best = run_dir / "best.pt"
+    if tracker.best_epoch is not None:
+        print(f"best refined MRE {tracker.best:.4g} mm (global alone {r.global_mre:.4g}) at local epoch "
+              f"{tracker.best_epoch}: {best} (global and local stages)")
+        return
+    if not best.is_file():  # --refine_from into a new folder: the global model alone is its best
+        save_checkpoint(best, r.source)
+    print(f"warning: the local stage never beat the global model alone ({r.global_mre:.3f} mm on the validation "
+          f"images): {best} holds the global model only; {LOCAL_LAST} has the local stage as trained", flush=True)
+
+
 @torch.no_grad()
-def validate_local(model, codec: HeatmapCodec, geometry: PatchGeometry, val: ScaledImages, rough_scaled: Tensor,
-                   truth: np.ndarray, spacing: np.ndarray, precision: Precision, channels_last: bool,
-                   batch: int = 8) -> dict:
-    """The global predictions refined by ``model``: MRE / SD / SDR in mm of the validation images."""
-    model.eval()
+def validate_local(r: LocalRun, batch: int = 8) -> dict:
+    """The global predictions of the validation images refined by the local model (its EMA when kept): MRE / SD /
+    SDR in mm."""
+    model = (r.ema.module if r.ema is not None else r.model).eval()
     refined = []
-    for start in range(0, len(rough_scaled), batch):
+    for start in range(0, len(r.rough_scaled), batch):
         part = slice(start, start + batch)
-        found, _ = refine_landmarks(model, codec, geometry, val.images[part], val.spacing_mm[part],
-                                    rough_scaled[part], precision.autocast, channels_last)
+        found, _ = refine_landmarks(model, r.codec, r.geometry, r.val.images[part], r.val.spacing_mm[part],
+                                    r.rough_scaled[part], r.precision.autocast, r.config.channels_last)
         refined.append(found)
-    errors = radial_errors_mm(val.to_original(torch.cat(refined)), truth, spacing)
-    summary = summarize(errors)
+    summary = summarize(radial_errors_mm(r.val.to_original(torch.cat(refined)), r.truth, r.spacing))
     return {"val_mre_mm": summary["mre_mm"], "val_sd_mm": summary["sd_mm"],
             **{f"val_sdr_{t}": v for t, v in summary["sdr"].items()}}
 
 
-def _set_length(scheduler, optimizer, total: int, warmup: int, min_lr_ratio: float) -> None:
-    scheduler.lr_lambdas = [warmup_cosine(total, warmup, min_lr_ratio)] * len(optimizer.param_groups)
+def _set_length(r: LocalRun, total: int) -> None:
+    """The warm-up + cosine schedule over ``total`` updates (a budget's plan)."""
+    factor = warmup_cosine(total, r.warmup, r.config.min_lr_ratio)
+    r.scheduler.lr_lambdas = [factor] * len(r.optimizer.param_groups)
 
 
 def _save(path: Path, state: dict) -> None:
