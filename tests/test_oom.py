@@ -113,10 +113,10 @@ def test_oom_that_nothing_fixes_stops_with_remedies_and_keeps_the_last_checkpoin
 
 
 def test_cli_reports_an_unfixable_oom_as_one_error_line(config, monkeypatch, capsys):
-    import cephalo.engine.trainer as trainer
+    import cephalo.engine.stages as stages
 
-    real_fit = trainer.fit
-    monkeypatch.setattr(trainer, "fit", lambda c, given=None: real_fit(c, MemoryLimitedNet(max_batch=0, fits_checkpointed=False), given))
+    real_fit = stages.fit  # what cephalo train runs (through engine/stages.py)
+    monkeypatch.setattr(stages, "fit", lambda c, given=None: real_fit(c, MemoryLimitedNet(max_batch=0, fits_checkpointed=False), given))
     argv = ["--dataset_path", config.dataset_path, "--image_size", "32", "32", "--head_stride", "4", "--batch_size",
             "2", "--epochs", "1", "--num_workers", "0", "--no_progress", "--output_dir", config.output_dir,
             "--run_name", "cli", "--cache_dir", config.cache_dir]

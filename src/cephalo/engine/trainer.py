@@ -126,8 +126,10 @@ def train_epochs(t: Training, progress: Progress, result: FitResult, log: RunLog
     """Epochs until ``--epochs`` (or those of ``--time_budget``), early stopping, ``--max_updates`` or a signal;
     ``result`` follows along."""
     c, tracker = t.config, result.tracker
+    ran_out = False  # the budget ended the first epoch: what it trained is validated
 
     def after_update(p: Progress) -> bool:
+        nonlocal ran_out
         stop_now, save_now, out_of_time = any_rank(
             [stop.requested is not None, writer.recovery_due(p), budget.out_of_time()], t.dist, t.device)
         if stop_now:
@@ -136,6 +138,7 @@ def train_epochs(t: Training, progress: Progress, result: FitResult, log: RunLog
         elif c.max_updates and p.updates >= c.max_updates:
             tracker.stopped_because = f"reached --max_updates {c.max_updates}"
         elif out_of_time:
+            ran_out = True
             tracker.stopped_because = (f"the time budget ({format_duration(c.time_budget)}) ran out during the first "
                                        "epoch; what was trained is validated and kept")
         elif save_now:
@@ -148,8 +151,8 @@ def train_epochs(t: Training, progress: Progress, result: FitResult, log: RunLog
             writer.save("recovery.pt", progress, tracker, result.metrics)
             return
         result.metrics = epoch_stats(progress, t, time.perf_counter() - start, progress.seen - seen)
-        last = progress.epoch >= budget.epochs(t, c.epochs) or tracker.stopped_because is not None
-        if progress.epoch % c.val_every == 0 or last or budget.planning:  # the budget's plan measures a validation
+        last = progress.epoch >= budget.epochs(t, c.epochs)
+        if progress.epoch % c.val_every == 0 or last or ran_out or budget.planning:  # a plan measures a validation
             start = time.perf_counter()
             result.metrics.update(validate(t, progress, t.eval_forward))
             result.metrics["val_seconds"] = time.perf_counter() - start

@@ -209,6 +209,7 @@ def export_checkpoint(checkpoint_path: Path | str, out_path: Path | str, opset: 
     """
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
+    require("onnx")  # a missing package is named before anything is read
     state = load_checkpoint(checkpoint_path)
     local = None
     if LOCAL in (state.get("stages") or {}):
