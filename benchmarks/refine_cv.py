@@ -28,43 +28,33 @@ from cephalo.codec import HeatmapCodec
 from cephalo.codec.patches import PatchGeometry
 from cephalo.datasets.sources import DatasetSpec, load_records
 from cephalo.engine.augment import AugmentConfig
+from cephalo.engine.local_fit import ScaledImages
 from cephalo.engine.local_stage import draw_jitter, local_inputs, local_loss, refine_landmarks
 from cephalo.engine.precision import resolve_precision
 from cephalo.engine.schedule import build_scheduler
 from cephalo.engine.setup import param_groups
 from cephalo.evaluation.predictions import read_predictions
-from cephalo.image_io import read_grey
 from cephalo.models import create_model
-from cephalo.preprocessing.rescale import Rescale
 
 
-class ScaledImages:
-    """Every image of the dataset decoded once and resampled to the patch scale, padded into one uint8 tensor."""
+class Scaled:
+    """Every image of the dataset at the patch scale (:class:`~cephalo.engine.local_fit.ScaledImages`), addressed
+    by rows of the whole dataset."""
 
     def __init__(self, records, mm_per_px: float):
         self.index = {r.case_id: i for i, r in enumerate(records)}
-        start = time.perf_counter()
-        originals = (read_grey(r.image_path) for r in records)
-        self.rescales, arrays = [], []
-        for record, original in zip(records, originals):
-            self.rescales.append(Rescale(original.shape[:2], record.spacing_mm, mm_per_px))
-            arrays.append(self.rescales[-1].apply(original))
-        self.seconds_per_image = (time.perf_counter() - start) / len(records)
-        h, w = max(a.shape[0] for a in arrays), max(a.shape[1] for a in arrays)
-        self.images = torch.zeros(len(arrays), 1, h, w, dtype=torch.uint8)
-        for i, a in enumerate(arrays):
-            self.images[i, 0, : a.shape[0], : a.shape[1]] = torch.from_numpy(a)
-        self.spacing = torch.tensor([s.actual_mm_per_px for s in self.rescales], dtype=torch.float32)
+        self.all, self.seconds_per_image = ScaledImages.read(records, mm_per_px, progress=False)
+        self.images, self.spacing, self.truth = self.all.images, self.all.spacing_mm, self.all.landmarks
 
     def rows(self, records) -> list[int]:
         return [self.index[r.case_id] for r in records]
 
     def to_scaled(self, rows: list[int], points: np.ndarray) -> torch.Tensor:
-        return torch.tensor(np.stack([self.rescales[i].forward(p) for i, p in zip(rows, points)]),
+        return torch.tensor(np.stack([self.all.rescales[i].forward(p) for i, p in zip(rows, points)]),
                             dtype=torch.float32)
 
     def to_original(self, rows: list[int], points: torch.Tensor) -> np.ndarray:
-        return np.stack([self.rescales[i].inverse(p) for i, p in zip(rows, points.double().numpy())])
+        return np.stack([self.all.rescales[i].inverse(p) for i, p in zip(rows, points.double().numpy())])
 
 
 def errors_mm(records, predicted: dict) -> np.ndarray:
@@ -72,7 +62,7 @@ def errors_mm(records, predicted: dict) -> np.ndarray:
     return np.stack([(predicted[r.case_id] - r.landmarks) * r.spacing_mm for r in records])
 
 
-def train_local(args, train_rows, scaled: ScaledImages, truth: torch.Tensor, jitter_pool: torch.Tensor,
+def train_local(args, train_rows, scaled: Scaled, truth: torch.Tensor, jitter_pool: torch.Tensor,
                 num_landmarks: int, seed: int):
     """A local model trained for ``args.minutes``: the first updates time the step, which fixes the schedule."""
     torch.manual_seed(seed)
@@ -150,7 +140,7 @@ def main() -> None:
 
     everything = load_records(DatasetSpec(args.dataset_path, seed=args.seed), "all")
     names = everything[0].landmark_names
-    scaled = ScaledImages(everything, args.mm_per_px)
+    scaled = Scaled(everything, args.mm_per_px)
     _, oof = read_predictions(args.cv / "oof_predictions.csv")
     folds = []
     per_landmark = {"global": [], "refined": [], "refined_twice": []}
@@ -158,10 +148,8 @@ def main() -> None:
         spec = DatasetSpec(args.dataset_path, seed=args.seed, val_fraction=0.0, fold=(k, args.folds))
         train, valid = load_records(spec, "train"), load_records(spec, "valid")
         train_rows, valid_rows = scaled.rows(train), scaled.rows(valid)
-        truth = torch.zeros(len(everything), len(names), 2)
-        truth[train_rows] = scaled.to_scaled(train_rows, np.stack([r.landmarks for r in train]))
         jitter_pool = torch.tensor(errors_mm(train, oof), dtype=torch.float32)  # other folds' models' errors
-        model, codec, geometry, speed = train_local(args, train_rows, scaled, truth, jitter_pool, len(names),
+        model, codec, geometry, speed = train_local(args, train_rows, scaled, scaled.truth, jitter_pool, len(names),
                                                     args.seed + k)
         _, fold_predicted = read_predictions(args.cv / f"fold-{k}" / "predictions" / "predictions.csv")
         rough = scaled.to_scaled(valid_rows, np.stack([fold_predicted[r.case_id] for r in valid]))

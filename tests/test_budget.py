@@ -1,5 +1,6 @@
 """--time_budget: durations, the plan made after the first epoch, ending within the budget, and resume."""
 
+import copy
 import dataclasses
 import json
 import time
@@ -15,7 +16,7 @@ from cephalo.engine.checkpoint import load_checkpoint
 from cephalo.engine.config import load_config_file, parse_args
 from cephalo.engine.loop import train_one_epoch
 from cephalo.engine.trainer import fit
-from tests.helpers import TinyHeatmapNet
+from tests.helpers import TinyHeatmapNet, interrupted_at_epoch
 
 
 @pytest.mark.parametrize("word, seconds", [("90s", 90), ("25m", 1500), ("8h", 28800), ("1h30m", 5400),
@@ -85,19 +86,11 @@ def test_resume_in_a_budgeted_run_keeps_the_plan_and_gives_the_same_weights(tiny
     torch.manual_seed(0)
     model = TinyHeatmapNet()
     full = dataclasses.replace(tiny_config, time_budget=3600, use_ema=True, run_name="full")
-    fit(full, _copy(model))
+    fit(full, copy.deepcopy(model))
 
-    calls = []
-
-    def interrupted_in_epoch_2(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return train_one_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "train_one_epoch", interrupted_in_epoch_2)
+    monkeypatch.setattr(trainer, "train_one_epoch", interrupted_at_epoch(2))
     with pytest.raises(KeyboardInterrupt):
-        fit(dataclasses.replace(full, run_name="part"), _copy(model))
+        fit(dataclasses.replace(full, run_name="part"), copy.deepcopy(model))
     monkeypatch.setattr(trainer, "train_one_epoch", train_one_epoch)
     monkeypatch.setattr(budget, "planned_updates", lambda *args, **kwargs: pytest.fail("a resumed run re-planned"))
     fit(dataclasses.replace(full, run_name="part", resume=f"{tiny_config.output_dir}/part/last.pt"), TinyHeatmapNet())
@@ -110,9 +103,3 @@ def test_resume_in_a_budgeted_run_keeps_the_plan_and_gives_the_same_weights(tiny
     for key in a["ema"]["module"]:
         torch.testing.assert_close(a["ema"]["module"][key], b["ema"]["module"][key], rtol=0, atol=0)
     assert a["metrics"]["lr"] == pytest.approx(tiny_config.lr * tiny_config.min_lr_ratio)  # the planned schedule
-
-
-def _copy(model):
-    import copy
-
-    return copy.deepcopy(model)

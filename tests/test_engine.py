@@ -16,7 +16,7 @@ from cephalo.engine.progress import Progress, Tracker
 from cephalo.engine.schedule import warmup_cosine
 from cephalo.engine.setup import build_training
 from cephalo.engine.trainer import fit
-from tests.helpers import TinyHeatmapNet
+from tests.helpers import TinyHeatmapNet, interrupted_at_epoch
 
 
 def test_micro_batch_weights_sum_to_one_per_group():
@@ -110,15 +110,8 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_config, monk
 
     import cephalo.engine.trainer as trainer
 
-    calls = []
-
-    def interrupted_in_epoch_2(*args, **kwargs):  # the same run, stopped by Ctrl+C during its second epoch
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return train_one_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "train_one_epoch", interrupted_in_epoch_2)
+    # the same run, stopped by Ctrl+C during its second epoch
+    monkeypatch.setattr(trainer, "train_one_epoch", interrupted_at_epoch(2))
     with pytest.raises(KeyboardInterrupt):
         fit(dataclass_replace(full, run_name="part"), copy.deepcopy(model))
     monkeypatch.setattr(trainer, "train_one_epoch", train_one_epoch)

@@ -18,7 +18,7 @@ from cephalo.inference.inputs import resolve_inputs
 from cephalo.inference.outputs import predict_to_folder
 from cephalo.inference.torch_predictor import TorchPredictor
 from cephalo.models.registry import register_model, unregister
-from tests.helpers import TinyBackbone, TinyHead, write_csv_dataset
+from tests.helpers import TinyBackbone, TinyHead, interrupted_at_epoch, write_csv_dataset
 
 
 class TinyUpHead(nn.Module):
@@ -130,15 +130,7 @@ def test_a_run_stopped_in_its_global_stage_resumes_into_the_local_one(config, mo
     import cephalo.engine.trainer as trainer
     from cephalo.engine.loop import train_one_epoch
 
-    calls = []
-
-    def interrupted_in_epoch_2(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return train_one_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "train_one_epoch", interrupted_in_epoch_2)
+    monkeypatch.setattr(trainer, "train_one_epoch", interrupted_at_epoch(2))
     with pytest.raises(KeyboardInterrupt):
         train(config)
     monkeypatch.setattr(trainer, "train_one_epoch", train_one_epoch)

@@ -16,7 +16,7 @@ import time
 from cephalo.checks import format_duration
 from cephalo.engine.distributed import all_gather
 from cephalo.engine.progress import Progress
-from cephalo.engine.schedule import warmup_cosine
+from cephalo.engine.schedule import set_length
 from cephalo.engine.setup import Training
 
 MARGIN = 0.05  # of the budget kept free: later epochs can run a little slower than the measured one
@@ -33,10 +33,8 @@ def planned_updates(budget_s: float, elapsed_s: float, update_s: float, updates_
 
 
 def set_schedule_length(t: Training, total_updates: int) -> None:
-    """Run the warm-up + cosine schedule over ``total_updates`` from now on (the update count goes on)."""
-    c = t.config
-    factor = warmup_cosine(total_updates, round(c.warmup_epochs * t.updates_per_epoch), c.min_lr_ratio)
-    t.scheduler.lr_lambdas = [factor] * len(t.optimizer.param_groups)
+    """The run's warm-up + cosine schedule over ``total_updates``."""
+    set_length(t.scheduler, total_updates, round(t.config.warmup_epochs * t.updates_per_epoch), t.config.min_lr_ratio)
 
 
 class Budget:
@@ -80,5 +78,5 @@ class Budget:
         epochs = math.ceil(total / t.updates_per_epoch)
         ends = now - self.started + (total - progress.updates) * update_s
         return (f"time budget {format_duration(self.seconds)}: {format_duration(update_s * t.updates_per_epoch)} "
-                f"per epoch (training, validation, checkpoints) -> {epochs} epoch{'s' if epochs > 1 else ''}, {total} updates, the run ending "
-                f"after about {format_duration(ends)}")
+                f"per epoch (training, validation, checkpoints) -> {epochs} epoch{'s' if epochs > 1 else ''}, {total} "
+                f"updates, the run ending after about {format_duration(ends)}")

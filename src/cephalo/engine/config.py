@@ -24,7 +24,7 @@ from cephalo.checks import (
 from cephalo.engine.augment import AUGMENTATION_LEVELS
 from cephalo.flags import Parser, Typed, add_flags, option, option_fields, values_from
 from cephalo.models import MODEL_NAMES
-from cephalo.preprocessing.options import DataOptions
+from cephalo.preprocessing.options import DEFAULT_IMAGE_SIZE, DataOptions
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
@@ -153,6 +153,12 @@ class TrainConfig(DataOptions):
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """A config as :meth:`to_dict` (a checkpoint's ``config``) wrote it; options it does not know are left out."""
+        values = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        return cls(**{**values, "image_size": tuple(values.get("image_size", DEFAULT_IMAGE_SIZE))})
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:

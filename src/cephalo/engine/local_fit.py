@@ -49,14 +49,14 @@ from cephalo.engine.finite import all_finite
 from cephalo.engine.local_stage import draw_jitter, local_inputs, local_loss, refine_landmarks
 from cephalo.engine.precision import Precision, resolve_precision
 from cephalo.engine.progress import Tracker
-from cephalo.engine.schedule import warmup_cosine
+from cephalo.engine.schedule import set_length, warmup_cosine
 from cephalo.engine.setup import param_groups, seed_everything
 from cephalo.image_io import read_grey
 from cephalo.metrics import radial_errors_mm, summarize
 from cephalo.models import create_model
 from cephalo.preprocessing.cached_dataset import CachedLandmarkDataset
 from cephalo.preprocessing.normalize import to_model_input
-from cephalo.preprocessing.rescale import Rescale
+from cephalo.preprocessing.rescale import Rescale, stack_padded
 
 LOCAL_LAST = "local_last.pt"
 LOCAL_STRIDE = 2  # heatmaps at half the patch resolution: 0.4 mm per heatmap pixel at 0.2 mm patches
@@ -84,10 +84,7 @@ class ScaledImages:
             rescales.append(Rescale(original.shape[:2], record.spacing_mm, mm_per_px))
             arrays.append(rescales[-1].apply(original))
         seconds = (time.perf_counter() - start) / max(1, len(records))
-        h, w = max(a.shape[0] for a in arrays), max(a.shape[1] for a in arrays)
-        images = torch.zeros(len(arrays), 1, h, w, dtype=torch.uint8)
-        for i, a in enumerate(arrays):
-            images[i, 0, : a.shape[0], : a.shape[1]] = torch.from_numpy(a)
+        images = stack_padded([torch.from_numpy(a) for a in arrays])
         landmarks = np.stack([s.forward(r.landmarks) for s, r in zip(rescales, records)])
         return cls(images, torch.tensor([s.actual_mm_per_px for s in rescales], dtype=torch.float32),
                    torch.tensor(landmarks, dtype=torch.float32), tuple(rescales)), seconds
@@ -324,9 +321,7 @@ def validate_local(r: LocalRun, batch: int = 8) -> dict:
 
 
 def _set_length(r: LocalRun, total: int) -> None:
-    """The warm-up + cosine schedule over ``total`` updates (a budget's plan)."""
-    factor = warmup_cosine(total, r.warmup, r.config.min_lr_ratio)
-    r.scheduler.lr_lambdas = [factor] * len(r.optimizer.param_groups)
+    set_length(r.scheduler, total, r.warmup, r.config.min_lr_ratio)
 
 
 def _save(path: Path, state: dict) -> None:

@@ -136,9 +136,8 @@ def resolve_resume(config: TrainConfig, given: set[str] | None = None
     if errors:
         raise ValueError(f"cannot resume with {'; '.join(errors)}: these define the run. Start a new run (another "
                          "--run_name) to change them, or resume without them")
-    values["image_size"] = tuple(values["image_size"])
     values["resume"] = str(path)
-    return TrainConfig(**{k: v for k, v in values.items() if k in TrainConfig.__dataclass_fields__}), state, path, notes
+    return TrainConfig.from_dict(values), state, path, notes
 
 
 def _same(key: str, new, old) -> bool:

@@ -22,6 +22,14 @@ def warmup_cosine(total_updates: int, warmup_updates: int, min_lr_ratio: float =
     return factor
 
 
+def set_length(scheduler: torch.optim.lr_scheduler.LambdaLR, total_updates: int, warmup_updates: int,
+               min_lr_ratio: float) -> None:
+    """Run ``scheduler``'s warm-up + cosine over ``total_updates`` from now on (a time budget's plan); the update
+    count goes on."""
+    factor = warmup_cosine(total_updates, warmup_updates, min_lr_ratio)
+    scheduler.lr_lambdas = [factor] * len(scheduler.optimizer.param_groups)
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, total_updates: int, warmup_updates: int,
                     min_lr_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_updates, warmup_updates, min_lr_ratio))

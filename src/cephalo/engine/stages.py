@@ -49,7 +49,5 @@ def train(config: TrainConfig, given: set[str] | None = None) -> FitResult:
 
 def _local_config(config: TrainConfig, local_last: Path) -> TrainConfig:
     """The local stage's own options, from its checkpoint; where and how to run (device, progress) as given now."""
-    values = dict(load_checkpoint(local_last)["config"])
-    values["image_size"] = tuple(values["image_size"])
-    saved = TrainConfig(**{k: v for k, v in values.items() if k in TrainConfig.__dataclass_fields__})
+    saved = TrainConfig.from_dict(load_checkpoint(local_last)["config"])
     return dataclasses.replace(saved, device=config.device, progress=config.progress)

@@ -126,10 +126,8 @@ def train_epochs(t: Training, progress: Progress, result: FitResult, log: RunLog
     """Epochs until ``--epochs`` (or those of ``--time_budget``), early stopping, ``--max_updates`` or a signal;
     ``result`` follows along."""
     c, tracker = t.config, result.tracker
-    ran_out = False  # the budget ended the first epoch: what it trained is validated
 
     def after_update(p: Progress) -> bool:
-        nonlocal ran_out
         stop_now, save_now, out_of_time = any_rank(
             [stop.requested is not None, writer.recovery_due(p), budget.out_of_time()], t.dist, t.device)
         if stop_now:
@@ -138,7 +136,6 @@ def train_epochs(t: Training, progress: Progress, result: FitResult, log: RunLog
         elif c.max_updates and p.updates >= c.max_updates:
             tracker.stopped_because = f"reached --max_updates {c.max_updates}"
         elif out_of_time:
-            ran_out = True
             tracker.stopped_because = (f"the time budget ({format_duration(c.time_budget)}) ran out during the first "
                                        "epoch; what was trained is validated and kept")
         elif save_now:
@@ -152,14 +149,14 @@ def train_epochs(t: Training, progress: Progress, result: FitResult, log: RunLog
             return
         result.metrics = epoch_stats(progress, t, time.perf_counter() - start, progress.seen - seen)
         last = progress.epoch >= budget.epochs(t, c.epochs)
-        if progress.epoch % c.val_every == 0 or last or ran_out or budget.planning:  # a plan measures a validation
+        # while planning (the first epoch, or a budget that ended it) the epoch is validated: the plan measures it
+        if progress.epoch % c.val_every == 0 or last or budget.planning:
             start = time.perf_counter()
             result.metrics.update(validate(t, progress, t.eval_forward))
             result.metrics["val_seconds"] = time.perf_counter() - start
             if tracker.update(result.metrics, c.min_delta, c.patience if c.early_stopping else None):
                 writer.save("best.pt", progress, tracker, result.metrics)
-        if progress.epoch % c.save_frequency == 0 or progress.epoch >= budget.epochs(t, c.epochs) \
-                or tracker.stopped_because:
+        if progress.epoch % c.save_frequency == 0 or last or tracker.stopped_because:
             writer.save("last.pt", progress, tracker, result.metrics)
         log.log_epoch({**result.metrics, "best": tracker.best, "stopped_because": tracker.stopped_because})
         say(epoch_line(result.metrics, t))

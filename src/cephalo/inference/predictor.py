@@ -15,7 +15,7 @@ import torch
 from cephalo.codec import HeatmapCodec
 from cephalo.engine.checkpoint import StageSpec
 from cephalo.preprocessing.letterbox import Letterbox, to_original
-from cephalo.preprocessing.rescale import Rescale
+from cephalo.preprocessing.rescale import Rescale, stack_padded
 
 Scaled = tuple[torch.Tensor, Rescale]  # an original resampled to the local stage's patch scale, and the mapping
 
@@ -45,10 +45,7 @@ class Predictor:
 
     def refine(self, landmarks: np.ndarray, scaled: list[Scaled]) -> np.ndarray:
         """Original-pixel landmarks ``(B, K, 2)`` corrected by the local stage from each image at the patch scale."""
-        h, w = max(s[0].shape[-2] for s in scaled), max(s[0].shape[-1] for s in scaled)
-        images = torch.zeros(len(scaled), 1, h, w, dtype=torch.uint8)  # padded right and bottom: points unchanged
-        for i, (image, _) in enumerate(scaled):
-            images[i, 0, : image.shape[-2], : image.shape[-1]] = image
+        images = stack_padded([image for image, _ in scaled])
         spacing = torch.tensor([r.actual_mm_per_px for _, r in scaled])
         rough = torch.tensor(np.stack([r.forward(p) for (_, r), p in zip(scaled, landmarks)]), dtype=torch.float32)
         found = self.refine_scaled(images, spacing, rough).double().cpu().numpy()

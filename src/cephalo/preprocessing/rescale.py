@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
 
 @dataclass(frozen=True)
@@ -52,3 +53,13 @@ class Rescale:
         h, w = self.size
         shrink = h * w < image.shape[0] * image.shape[1]
         return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def stack_padded(images: list[torch.Tensor]) -> torch.Tensor:
+    """``(h_i, w_i)`` images -> one ``(B, 1, H, W)`` tensor, each padded with 0 on the right and bottom, which leaves
+    its pixel coordinates unchanged."""
+    h, w = max(i.shape[-2] for i in images), max(i.shape[-1] for i in images)
+    batch = torch.zeros(len(images), 1, h, w, dtype=images[0].dtype)
+    for k, image in enumerate(images):
+        batch[k, 0, : image.shape[-2], : image.shape[-1]] = image
+    return batch
