@@ -26,7 +26,7 @@ import torch
 
 from cephalo.codec import HeatmapCodec
 from cephalo.codec.patches import PatchGeometry
-from cephalo.datasets.sources import DatasetSpec, load_records
+from cephalo.datasets.sources import DatasetSpec, default_cache_dir, load_records
 from cephalo.engine.augment import AugmentConfig
 from cephalo.engine.local_fit import ScaledImages
 from cephalo.engine.local_stage import draw_jitter, local_inputs, local_loss, refine_landmarks
@@ -35,6 +35,7 @@ from cephalo.engine.schedule import build_scheduler
 from cephalo.engine.setup import param_groups
 from cephalo.evaluation.predictions import read_predictions
 from cephalo.models import create_model
+from cephalo.preprocessing.cache import PatchScaleCache
 
 
 class Scaled:
@@ -43,7 +44,8 @@ class Scaled:
 
     def __init__(self, records, mm_per_px: float):
         self.index = {r.case_id: i for i, r in enumerate(records)}
-        self.all, self.seconds_per_image = ScaledImages.read(records, mm_per_px, progress=False)
+        self.all, self.seconds_per_image = ScaledImages.read(records, PatchScaleCache(default_cache_dir(), mm_per_px),
+                                                             progress=False)
         self.images, self.spacing, self.truth = self.all.images, self.all.spacing_mm, self.all.landmarks
 
     def rows(self, records) -> list[int]:
@@ -82,7 +84,7 @@ def train_local(args, train_rows, scaled: Scaled, truth: torch.Tensor, jitter_po
         jitter = draw_jitter(jitter_pool, args.batch_images, generator)
         if args.extra_jitter_mm:
             jitter = jitter + torch.randn(jitter.shape, generator=generator) * args.extra_jitter_mm
-        x, points = local_inputs(scaled.images[pick], scaled.spacing[pick], truth[pick], jitter, geometry, device,
+        x, points = local_inputs(scaled.images(pick), scaled.spacing[pick], truth[pick], jitter, geometry, device,
                                  augment_cfg, channels_last=True, generator=generator)
         loss = local_loss(model, codec, precision, x, points, num_landmarks)
         loss.backward()
@@ -155,10 +157,10 @@ def main() -> None:
         rough = scaled.to_scaled(valid_rows, np.stack([fold_predicted[r.case_id] for r in valid]))
         pick = torch.tensor(valid_rows)
         start = time.perf_counter()
-        refined, _ = refine_landmarks(model, codec, geometry, scaled.images[pick], scaled.spacing[pick], rough,
+        refined, _ = refine_landmarks(model, codec, geometry, scaled.images(pick), scaled.spacing[pick], rough,
                                       channels_last=True)
         refine_s = time.perf_counter() - start
-        twice, _ = refine_landmarks(model, codec, geometry, scaled.images[pick], scaled.spacing[pick], refined,
+        twice, _ = refine_landmarks(model, codec, geometry, scaled.images(pick), scaled.spacing[pick], refined,
                                     channels_last=True)
         result = {"fold": k, "images": len(valid), **speed, "refine_images_per_s": len(valid) / refine_s}
         for arm, points in (("global", None), ("refined", refined), ("refined_twice", twice)):

@@ -163,8 +163,8 @@ def test_refine_on_an_aariz_folder_of_two_devices_resamples_each_to_the_patch_sc
     scales = []
     real_read = local_fit.ScaledImages.read
 
-    def recorded(records, mm_per_px, progress):
-        scaled, seconds = real_read(records, mm_per_px, progress)
+    def recorded(records, cache, progress):
+        scaled, seconds = real_read(records, cache, progress)
         scales.append(([r.spacing_mm for r in records], scaled))
         return scaled, seconds
 
@@ -216,3 +216,39 @@ def test_a_two_stage_export_predicts_the_landmarks_of_pytorch_within_0_05_px(con
     report.local.path.unlink()
     with pytest.raises(FileNotFoundError, match="local stage .*model.local.onnx is missing"):
         OnnxPredictor(tmp_path / "model.onnx", device="cpu")
+
+
+def test_a_resumed_budgeted_local_stage_keeps_its_plan_and_ends_with_the_uninterrupted_weights(config, monkeypatch):
+    fit(dataclasses.replace(config, refine=False, run_name="global"))
+    source = f"{config.output_dir}/global/best.pt"
+    budgeted = dataclasses.replace(config, refine=False, refine_from=source, time_budget=600.0, local_epochs=1000)
+    monkeypatch.setattr(local_fit, "planned_updates", lambda *args, **kwargs: 12)  # 3 epochs of 4 updates, not timed
+    torch.manual_seed(0)
+    train(dataclasses.replace(budgeted, run_name="full"))
+    calls, real_loss = [], local_fit.local_loss
+
+    def interrupted_in_local_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(local_fit, "local_loss", interrupted_in_local_epoch_2)
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        train(dataclasses.replace(budgeted, run_name="part"))
+    monkeypatch.setattr(local_fit, "local_loss", real_loss)
+
+    def no_new_plan(*args, **kwargs):
+        raise AssertionError("a resumed run must keep its plan, not make a new one")
+
+    monkeypatch.setattr(local_fit, "planned_updates", no_new_plan)
+    part_dir = f"{config.output_dir}/part"
+    assert load_checkpoint(f"{part_dir}/local_last.pt")["progress"]["planned_updates"] == 12
+    train(dataclasses.replace(budgeted, run_name="part", resume=part_dir))
+    a = load_checkpoint(f"{config.output_dir}/full/local_last.pt")
+    b = load_checkpoint(f"{part_dir}/local_last.pt")
+    assert a["progress"] == b["progress"] and a["progress"]["epoch"] == 3 and a["progress"]["updates"] == 12
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)
+    assert a["scheduler"] == b["scheduler"]

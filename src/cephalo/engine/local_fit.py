@@ -2,7 +2,7 @@
 CHECKPOINT`` on an existing one.
 
 Order: the global stage's checkpoint -> the same training / validation split at the global input size -> every
-image decoded once and resampled to the patch scale (``--patch_mm``), held in memory -> the global model predicts
+image at the patch scale (``--patch_mm``), decoded and resampled once into the cache (``--cache_dir``) -> the global model predicts
 the validation images: their errors are the jitter (what the global stage really gets wrong, on images it did not
 train on) and their positions are where validation refines from -> the local model trains for ``--local_epochs``
 (all ``K`` patches of ``--local_batch`` images per update, cut, augmented and rendered on the device) -> each
@@ -51,9 +51,9 @@ from cephalo.engine.precision import Precision, resolve_precision
 from cephalo.engine.progress import Tracker
 from cephalo.engine.schedule import set_length, warmup_cosine
 from cephalo.engine.setup import param_groups, seed_everything
-from cephalo.image_io import read_grey
 from cephalo.metrics import radial_errors_mm, summarize
 from cephalo.models import create_model
+from cephalo.preprocessing.cache import PatchScaleCache
 from cephalo.preprocessing.cached_dataset import CachedLandmarkDataset
 from cephalo.preprocessing.normalize import to_model_input
 from cephalo.preprocessing.rescale import Rescale, stack_padded
@@ -68,26 +68,37 @@ ONLY_IF_BETTER = True  # best.pt takes the two stages only once they beat the gl
 
 @dataclass(frozen=True)
 class ScaledImages:
-    """Originals resampled to the patch scale, padded (right and bottom, with 0) into one uint8 tensor."""
+    """Originals at the patch scale, memory-mapped from the :class:`PatchScaleCache`; a batch is stacked (padded
+    right and bottom with 0, which leaves pixel coordinates unchanged) when it is asked for."""
 
-    images: Tensor  # (N, 1, H, W) uint8
+    arrays: tuple[np.ndarray, ...]  # (h_i, w_i) uint8 each
     spacing_mm: Tensor  # (N,) float32: each resampled image's mm per pixel
     landmarks: Tensor  # (N, K, 2) float32: the truth in resampled pixels
     rescales: tuple[Rescale, ...]
 
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def images(self, rows) -> Tensor:
+        """``(len(rows), 1, H, W)`` uint8: the images ``rows`` (a tensor, slice or list of indices)."""
+        picked = range(len(self.arrays))[rows] if isinstance(rows, slice) else [int(i) for i in rows]
+        return stack_padded([torch.from_numpy(np.array(self.arrays[i])) for i in picked])
+
     @classmethod
-    def read(cls, records, mm_per_px: float, progress: bool) -> tuple[ScaledImages, float]:
-        """Decode and resample each record's image once; also the seconds per image it took."""
-        start, arrays, rescales = time.perf_counter(), [], []
+    def read(cls, records, cache: PatchScaleCache, progress: bool) -> tuple[ScaledImages, float | None]:
+        """Each record's image at ``cache``'s scale (decoded and resampled once, into the cache); also the seconds
+        per image that decoding took (None: all were cached)."""
+        arrays, rescales, decoded, seconds = [], [], 0, 0.0
         for record in progress_bar(records, desc="patch scale", unit="img", enabled=progress):
-            original = read_grey(record.image_path)
-            rescales.append(Rescale(original.shape[:2], record.spacing_mm, mm_per_px))
-            arrays.append(rescales[-1].apply(original))
-        seconds = (time.perf_counter() - start) / max(1, len(records))
-        images = stack_padded([torch.from_numpy(a) for a in arrays])
+            start = time.perf_counter()
+            array, rescale, built = cache.load(record)
+            arrays.append(array)
+            rescales.append(rescale)
+            decoded += built
+            seconds += (time.perf_counter() - start) if built else 0.0
         landmarks = np.stack([s.forward(r.landmarks) for s, r in zip(rescales, records)])
-        return cls(images, torch.tensor([s.actual_mm_per_px for s in rescales], dtype=torch.float32),
-                   torch.tensor(landmarks, dtype=torch.float32), tuple(rescales)), seconds
+        return cls(tuple(arrays), torch.tensor([s.actual_mm_per_px for s in rescales], dtype=torch.float32),
+                   torch.tensor(landmarks, dtype=torch.float32), tuple(rescales)), seconds / decoded if decoded else None
 
     def to_scaled(self, points: np.ndarray) -> Tensor:
         """Original pixels ``(N, K, 2)`` -> resampled pixels."""
@@ -165,8 +176,9 @@ def build_local(config: TrainConfig, global_checkpoint: Path | str) -> LocalRun:
     if tuple(train_set.landmark_names) != tuple(names):
         raise ValueError(f"{global_checkpoint}: its global model predicts {', '.join(names)}; the dataset has "
                          f"{', '.join(train_set.landmark_names)}")
-    train, per_image_s = ScaledImages.read(train_set.records, config.patch_mm, config.progress)
-    val, _ = ScaledImages.read(val_set.records, config.patch_mm, config.progress)
+    cache = PatchScaleCache(config.letterbox_cache().folder.parent, config.patch_mm)
+    train, per_image_s = ScaledImages.read(train_set.records, cache, config.progress)
+    val, _ = ScaledImages.read(val_set.records, cache, config.progress)
     rough = global_predictions(global_stage, val_set, device, precision)  # (N_val, K, 2) original pixels
     truth = np.stack([r.landmarks for r in val_set.records])
     spacing = np.array([r.spacing_mm for r in val_set.records])
@@ -185,8 +197,9 @@ def build_local(config: TrainConfig, global_checkpoint: Path | str) -> LocalRun:
                      default_spacing_mm=statistics.median(r.spacing_mm for r in train_set.records))
     note = (f"local stage: {config.local_model}, {len(names)} patches of {config.patch_size} px at "
             f"{config.patch_mm:g} mm/px ({config.patch_size * config.patch_mm:g} mm) per image, {config.local_batch} "
-            f"images per update, {updates_per_epoch} updates per epoch; images resampled in "
-            f"{per_image_s * 1000:.0f} ms each\nlocal stage data: {data_note}; the global model's validation MRE "
+            f"images per update, {updates_per_epoch} updates per epoch; images at the patch scale "
+            + (f"cached in {cache.folder} ({per_image_s * 1000:.0f} ms each)" if per_image_s is not None else
+               f"read from the cache ({cache.folder})") + f"\nlocal stage data: {data_note}; the global model's validation MRE "
             f"{global_mre:.3f} mm, whose errors are the jitter")
     return LocalRun(config, device, precision, source, spec, {GLOBAL: (global_stage.spec, global_stage.weights)},
                     PatchGeometry(config.patch_size, config.patch_mm),
@@ -201,7 +214,7 @@ def local_epoch(r: LocalRun, progress: LocalProgress) -> dict:
     """One epoch over the training images in a seeded order; returns its loss and speed."""
     c, start = r.config, time.perf_counter()
     r.model.train()
-    order = torch.randperm(len(r.train.images), generator=torch.Generator().manual_seed(c.seed * 100003
+    order = torch.randperm(len(r.train), generator=torch.Generator().manual_seed(c.seed * 100003
                                                                                         + progress.epoch))
     augment_cfg = AugmentConfig.for_level(AUGMENTATION)
     loss_sum = torch.zeros((), device=r.device)
@@ -209,7 +222,7 @@ def local_epoch(r: LocalRun, progress: LocalProgress) -> dict:
                              enabled=c.progress):
         jitter = draw_jitter(r.jitter_pool, len(rows))
         jitter = jitter + torch.randn(jitter.shape, device=r.device) * EXTRA_JITTER_MM
-        x, points = local_inputs(r.train.images[rows], r.train.spacing_mm[rows], r.train.landmarks[rows], jitter,
+        x, points = local_inputs(r.train.images(rows), r.train.spacing_mm[rows], r.train.landmarks[rows], jitter,
                                  r.geometry, r.device, augment_cfg, c.channels_last)
         loss = local_loss(r.model, r.codec, r.precision, x, points, len(r.spec.landmark_names))
         r.scaler.scale(loss).backward()
@@ -225,8 +238,8 @@ def local_epoch(r: LocalRun, progress: LocalProgress) -> dict:
         loss_sum += loss.detach() * len(rows)
     progress.epoch += 1
     seconds = time.perf_counter() - start
-    return {"epoch": progress.epoch, "stage": LOCAL, "train_loss": float(loss_sum) / len(r.train.images),
-            "images_per_s": len(r.train.images) / seconds, "train_seconds": seconds}
+    return {"epoch": progress.epoch, "stage": LOCAL, "train_loss": float(loss_sum) / len(r.train),
+            "images_per_s": len(r.train) / seconds, "train_seconds": seconds}
 
 
 def fit_local(config: TrainConfig, global_checkpoint: Path | str, run_dir: Path, budget_s: float | None = None,
@@ -312,7 +325,7 @@ def validate_local(r: LocalRun, batch: int = 8) -> dict:
     refined = []
     for start in range(0, len(r.rough_scaled), batch):
         part = slice(start, start + batch)
-        found, _ = refine_landmarks(model, r.codec, r.geometry, r.val.images[part], r.val.spacing_mm[part],
+        found, _ = refine_landmarks(model, r.codec, r.geometry, r.val.images(part), r.val.spacing_mm[part],
                                     r.rough_scaled[part], r.precision.autocast, r.config.channels_last)
         refined.append(found)
     summary = summarize(radial_errors_mm(r.val.to_original(torch.cat(refined)), r.truth, r.spacing))

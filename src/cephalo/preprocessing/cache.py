@@ -1,7 +1,8 @@
 """The letterbox cache: each original is decoded and resized once, so that training epochs read small arrays.
 
 One entry per (source file identity, target size): ``<root>/<H>x<W>/<key>.npy`` holds the letterboxed
-``(H, W)`` uint8 image and ``<key>.json`` its source size and content hash. Both are written to a temporary name
+``(H, W)`` uint8 image and ``<key>.json`` its source size and content hash. :class:`PatchScaleCache` keeps the
+originals resampled to the local stage's patch scale the same way, under ``<root>/mm<mm_per_px>/``. Both are written to a temporary name
 and renamed into place, the JSON last, so an interrupted ``cephalo prepare`` leaves only complete entries and
 simply resumes. A source that changes (size or modification time) gets a new key.
 """
@@ -24,6 +25,7 @@ from cephalo.datasets.issues import DataIssue
 from cephalo.datasets.record import LandmarkRecord
 from cephalo.image_io import ImageReadError, decode_grey, read_bytes
 from cephalo.preprocessing.letterbox import Letterbox
+from cephalo.preprocessing.rescale import Rescale
 
 CACHE_VERSION = 1  # bump when the stored pixels would change (interpolation, grey conversion, ...)
 CACHE_HINT = "the letterbox cache cannot be written there: give --cache_dir or set CEPHALO_CACHE to a folder with space"
@@ -59,6 +61,13 @@ class PrepareResult:
     seconds: float = 0.0
 
 
+def source_key(source: Path, preprocessing: str) -> str:
+    """A cache key: the source file's identity (resolved path, size, modification time) and what was done to it."""
+    st = source.stat()
+    identity = f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}|{preprocessing}|v{CACHE_VERSION}"
+    return hashlib.blake2b(identity.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+
+
 class LetterboxCache:
     """Letterboxed greyscale copies of original images at one ``image_size`` ``(H, W)``, under ``root``."""
 
@@ -68,9 +77,7 @@ class LetterboxCache:
 
     def key(self, source: Path) -> str:
         """Identity of the source file (resolved path, size, modification time) and of the preprocessing."""
-        st = source.stat()
-        identity = f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}|{self.image_size}|v{CACHE_VERSION}"
-        return hashlib.blake2b(identity.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+        return source_key(source, str(self.image_size))
 
     def lookup(self, source: Path) -> CacheEntry | None:
         """The complete entry for ``source``, or ``None`` if it has not been prepared (or has changed since)."""
@@ -163,3 +170,39 @@ def find_duplicates(records: list[LandmarkRecord], entries: list[CacheEntry]) ->
         if record.image_path not in paths:
             paths.append(record.image_path)
     return [paths for paths in groups.values() if len(paths) > 1]
+
+
+class PatchScaleCache:
+    """Originals resampled to ``mm_per_px`` (the local stage's patch scale) from each record's spacing, under
+    ``root/mm<mm_per_px>``: decoded once, then read back memory-mapped (a run holds no copy of its own)."""
+
+    def __init__(self, root: Path | str, mm_per_px: float):
+        self.mm_per_px = float(mm_per_px)
+        self.folder = Path(root) / f"mm{self.mm_per_px:g}"
+
+    def load(self, record: LandmarkRecord) -> tuple[np.ndarray, Rescale, bool]:
+        """``(h, w)`` uint8 image at the patch scale, its :class:`Rescale` from the original, and whether the
+        original had to be decoded (not cached yet)."""
+        source = Path(record.image_path)
+        key = source_key(source, f"{record.spacing_mm!r}->{self.mm_per_px!r}mm")
+        meta_path, array_path = self.folder / f"{key}.json", self.folder / f"{key}.npy"
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            rescale = Rescale(tuple(meta["source_size"]), record.spacing_mm, self.mm_per_px)
+            image = np.load(array_path, mmap_mode="r")
+            if image.shape == rescale.size:
+                return image, rescale, False
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # not cached yet, or an entry left damaged: make it again
+        image = decode_grey(read_bytes(source), source)
+        rescale = Rescale(image.shape[:2], record.spacing_mm, self.mm_per_px)
+        scaled = rescale.apply(image)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with atomic_open(array_path) as f:
+                np.save(f, scaled)
+            write_text(meta_path, json.dumps({"source": str(source), "source_size": list(image.shape[:2]),
+                                              "spacing_mm": record.spacing_mm, "version": CACHE_VERSION}))
+        except OSError as e:  # the cache's problem, not the image's: stop with where to put the cache
+            raise WriteError(getattr(e, "filename", None) or self.folder, e, CACHE_HINT) from None
+        return scaled, rescale, True
