@@ -14,6 +14,7 @@ import torch
 
 from cephalo.codec import HeatmapCodec
 from cephalo.engine.checkpoint import StageSpec
+from cephalo.inference.tta import TestTimeAugmentation, View
 from cephalo.preprocessing.letterbox import Letterbox, to_original
 from cephalo.preprocessing.rescale import Rescale, stack_padded
 
@@ -28,6 +29,7 @@ class Predictor:
         self.landmark_names: tuple[str, ...] = spec.landmark_names
         self.image_size: tuple[int, int] = spec.image_size
         self.codec = HeatmapCodec(spec.image_size, stride=spec.stride, sigma=spec.sigma)
+        self.tta: TestTimeAugmentation | None = None  # predict each image as several views (cephalo.inference.tta)
 
     def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 1, H, W)`` uint8 letterboxed images -> ``(B, K, H / stride, W / stride)`` float32 heatmaps."""
@@ -48,14 +50,29 @@ class Predictor:
         images = stack_padded([image for image, _ in scaled])
         spacing = torch.tensor([r.actual_mm_per_px for _, r in scaled])
         rough = torch.tensor(np.stack([r.forward(p) for (_, r), p in zip(scaled, landmarks)]), dtype=torch.float32)
-        found = self.refine_scaled(images, spacing, rough).double().cpu().numpy()
+        offsets = self.tta.local_offsets_mm if self.tta else ((0.0, 0.0),)
+        found = torch.stack([self.refine_scaled(images, spacing, rough + torch.tensor(o) / spacing[:, None, None])
+                             for o in offsets])
+        found = (self.tta.combine(found) if self.tta else found[0]).double().cpu().numpy()
         return np.stack([r.inverse(p) for (_, r), p in zip(scaled, found)])
+
+    def global_landmarks(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, 1, H, W)`` uint8 letterboxed images -> landmarks ``(B, K, 2)`` in their pixels and confidences
+        ``(B, K)``; with :attr:`tta`, combined over its views (one forward pass per view: memory as without)."""
+        found, confidence = [], []
+        for view in self.tta.views if self.tta else (View(),):
+            landmarks, c = self.codec.decode(self.heatmaps(view.warp(images)))
+            found.append(view.unwarp(landmarks, self.image_size))
+            confidence.append(c)
+        if not self.tta:
+            return found[0], confidence[0]
+        return self.tta.combine(torch.stack(found)), torch.stack(confidence).mean(0)
 
     def predict(self, images: torch.Tensor, letterboxes: list[Letterbox],
                 scaled: list[Scaled] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Landmarks ``(B, K, 2)`` in each image's original pixels and the global heatmaps' confidences ``(B, K)``;
         with a local stage and ``scaled`` (each image at :attr:`patch_mm`), the landmarks are refined."""
-        landmarks, confidence = self.codec.decode(self.heatmaps(images))
+        landmarks, confidence = self.global_landmarks(images)
         original = to_original(landmarks.cpu().numpy(), letterboxes)
         if self.local_spec is not None and scaled is not None:
             original = self.refine(original, scaled)
