@@ -32,13 +32,17 @@ def cephalo(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "cephalo", *args], check=True)
 
 
-def train_minutes(metrics: Path) -> float:
-    """Minutes spent in training steps (validation excluded), from the run's log: right across a resumed fold."""
+def train_minutes(run: Path) -> float:
+    """Minutes spent in training steps (validation excluded) of both stages, from the run's logs: right across a
+    resumed fold."""
     epochs = {}
-    for line in metrics.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        if "train_seconds" in row:
-            epochs[row["epoch"]] = row["train_seconds"]  # an epoch redone after a crash counts once
+    for log in ("metrics.jsonl", "local_metrics.jsonl"):
+        if not (run / log).is_file():
+            continue
+        for line in (run / log).read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            if "train_seconds" in row:
+                epochs[log, row["epoch"]] = row["train_seconds"]  # an epoch redone after a crash counts once
     return sum(epochs.values()) / 60
 
 
@@ -61,7 +65,7 @@ def main() -> None:
             cephalo("train", *data, *train_args, "--output_dir", str(folder), "--run_name", "run", "--no_progress",
                     "--resume", "auto")
             (folder / "trained").write_text("done\n")
-        minutes = train_minutes(folder / "run" / "metrics.jsonl")
+        minutes = train_minutes(folder / "run")
         cephalo("predict", "--checkpoint", str(folder / "run" / "best.pt"), args.dataset_path, "--split", "valid",
                 "--fold", fold, "--seed", str(args.seed), "--out", str(folder / "predictions"), "--no_progress")
         names, predicted = read_predictions(folder / "predictions" / "predictions.csv")

@@ -70,6 +70,7 @@ ROWS = {
     "--patch_mm": ("0", "must be more than 0"),
     "--local_epochs": ("0", "must be at least 1"),
     "--local_batch": ("0", "must be at least 1"),
+    "--global_share": ("1", "must be in [0.05, 0.95]"),
 }
 # (command, flag) -> row, where the same flag means another thing
 OVERRIDES = {

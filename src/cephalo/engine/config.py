@@ -135,6 +135,8 @@ class TrainConfig(DataOptions):
     local_epochs: int = option(15, "local stage: epochs over the training images", check=at_least(1))
     local_batch: int = option(4, "local stage: images per update (each brings one patch per landmark)",
                               check=at_least(1))
+    global_share: float = option(0.5, "with --refine and --time_budget: the global stage's share of the budget, the "
+                                 "local stage has the rest", check=between(0.05, 0.95))
     deterministic: bool = option(False, "deterministic algorithms (repeatable runs on CPU; on GPU as far as cuDNN "
                                  "allows, slower)")
     max_bad_updates: int = option(20, "stop after this many updates in a row with non-finite loss or gradients "

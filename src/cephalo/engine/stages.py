@@ -16,8 +16,6 @@ from cephalo.engine.local_fit import LOCAL_LAST, fit_local
 from cephalo.engine.resume import resume_source
 from cephalo.engine.trainer import FitResult, fit, run_directory
 
-GLOBAL_SHARE = 0.5  # of a --time_budget with --refine, for the global stage (not measured yet)
-
 
 def train(config: TrainConfig, given: set[str] | None = None) -> FitResult:
     """Run the stages ``config`` asks for; ``given``: the options set on the command line (see :func:`fit`)."""
@@ -38,7 +36,7 @@ def train(config: TrainConfig, given: set[str] | None = None) -> FitResult:
     if not config.refine:
         return fit(config, given=given)
     budget = config.time_budget
-    result = fit(dataclasses.replace(config, time_budget=budget * GLOBAL_SHARE if budget else None), given=given)
+    result = fit(dataclasses.replace(config, time_budget=budget * config.global_share if budget else None), given=given)
     if result.interrupted or not result.best_written:
         return result
     left = max(1.0, budget - (time.perf_counter() - started)) if budget else None

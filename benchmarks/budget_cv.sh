@@ -1,0 +1,27 @@
+#!/bin/bash
+# Equal-budget 5-fold cross-validation arms (benchmarks/budget_cv.md), run one after another: never two at once, and
+# nothing else on the machine, since a time budget turns a slower machine into fewer updates.
+#   bash benchmarks/budget_cv.sh OUT refine256 global256 global384 ...
+# then: PYTHONPATH=src python benchmarks/budget_cv_table.py OUT/*/cv.json
+set -u
+cd "$(dirname "$0")/.."
+OUT=$1; shift
+BUDGET=${BUDGET:-6m}
+COMMON="--mixed_precision --channels_last --use_ema --time_budget $BUDGET"
+arm() { name=$1; shift
+  echo "=== $name start $(date -Is)"
+  PYTHONPATH=src python benchmarks/cross_validation.py --dataset_path ../shared/data/isbi2015-train/landmarks.csv \
+    --folds 5 --out "$OUT/$name" -- $COMMON "$@" > "$OUT/$name.log" 2>&1
+  echo "=== $name end $(date -Is) rc=$?"; }
+for a in "$@"; do
+  case $a in
+    refine256) arm refine256 --image_size 256 256 --refine ;;
+    global256) arm global256 --image_size 256 256 ;;
+    global384) arm global384 --image_size 384 384 ;;
+    global512) arm global512 --image_size 512 512 ;;
+    refine384) arm refine384 --image_size 384 384 --refine ;;
+    refine256-g67) arm refine256-g67 --image_size 256 256 --refine --global_share 0.67 ;;
+    refine256-g33) arm refine256-g33 --image_size 256 256 --refine --global_share 0.33 ;;
+    *) echo "unknown arm $a" ;;
+  esac
+done

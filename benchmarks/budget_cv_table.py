@@ -1,0 +1,52 @@
+"""The table of an equal-budget cross-validation sweep (``benchmarks/budget_cv.sh``): each arm's MRE as mean ± SD
+over its folds, fold by fold, SDR@2mm pooled, the worst landmarks, and whether the refined arms "win" by the rule
+of issue 14: mean MRE at least 0.1 mm below the best global-only arm, no landmark more than 0.1 mm worse, and
+gonion, porion and articulare better.
+
+    PYTHONPATH=src python benchmarks/budget_cv_table.py /work/cv-sweeps/*/cv.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+MUST_IMPROVE = ("Go", "Po", "Ar")  # gonion, porion, articulare: the hard low-contrast landmarks at 256²
+
+
+def main() -> None:
+    arms = {Path(p).parent.name: json.loads(Path(p).read_text(encoding="utf-8")) for p in sys.argv[1:]}
+    rows = ["| arm | train flags | MRE mm, mean ± SD over 5 folds | fold MREs | SDR@2mm pooled | Go / Po / Ar mm |",
+            "|---|---|---:|---|---:|---|"]
+    for name, cv in arms.items():
+        mres = [f["mre_mm"] for f in cv["folds"]]
+        lm = cv["per_landmark_mre_mm"]
+        flags = " ".join(a for a in cv["train_args"] if a not in ("--mixed_precision", "--channels_last", "--use_ema"))
+        rows.append(f"| {name} | `{flags}` | {np.mean(mres):.3f} ± {np.std(mres, ddof=1):.3f} | "
+                    + " ".join(f"{m:.3f}" for m in mres) + f" | {cv['pooled']['sdr']['2mm']:.1f} % | "
+                    + " / ".join(f"{lm[n]:.2f}" for n in MUST_IMPROVE) + " |")
+    print("\n".join(rows))
+    global_only = {n: cv for n, cv in arms.items() if "--refine" not in cv["train_args"]}
+    if not global_only:
+        return
+    best_name = min(global_only, key=lambda n: global_only[n]["mre_mm_mean_over_folds"])
+    best = global_only[best_name]
+    print(f"\nbest global-only arm: {best_name} ({best['mre_mm_mean_over_folds']:.3f} mm)")
+    for name, cv in arms.items():
+        if "--refine" not in cv["train_args"]:
+            continue
+        gain = best["mre_mm_mean_over_folds"] - cv["mre_mm_mean_over_folds"]
+        change = {n: cv["per_landmark_mre_mm"][n] - v for n, v in best["per_landmark_mre_mm"].items()}
+        worst = max(change, key=change.get)
+        wins = gain >= 0.1 and change[worst] <= 0.1 and all(change[n] < 0 for n in MUST_IMPROVE)
+        fold_gain = [b["mre_mm"] - f["mre_mm"] for b, f in zip(best["folds"], cv["folds"])]
+        print(f"{name}: {gain:+.3f} mm better than {best_name} (per fold " + " ".join(f"{g:+.3f}" for g in fold_gain)
+              + f"); worst landmark change {worst} {change[worst]:+.2f} mm; Go/Po/Ar "
+              + " / ".join(f"{change[n]:+.2f}" for n in MUST_IMPROVE) + f" -> {'WINS' if wins else 'does not win'}")
+
+
+if __name__ == "__main__":
+    main()
