@@ -103,3 +103,18 @@ def test_resume_in_a_budgeted_run_keeps_the_plan_and_gives_the_same_weights(tiny
     for key in a["ema"]["module"]:
         torch.testing.assert_close(a["ema"]["module"][key], b["ema"]["module"][key], rtol=0, atol=0)
     assert a["metrics"]["lr"] == pytest.approx(tiny_config.lr * tiny_config.min_lr_ratio)  # the planned schedule
+
+
+@pytest.mark.parametrize("budget_s, given, size", [(30.0, {"time_budget"}, (32, 32)), (600.0, {"time_budget"}, (64, 64)),
+                                                   (600.0, {"time_budget", "image_size"}, (48, 48))])
+def test_a_budget_without_image_size_takes_the_size_measured_for_it(tiny_config, monkeypatch, capsys, budget_s,
+                                                                    given, size):
+    import cephalo.engine.stages as stages
+
+    monkeypatch.setattr(budget, "BUDGET_IMAGE_SIZES", ((60.0, (32, 32)), (float("inf"), (64, 64))))
+    seen = []
+    monkeypatch.setattr(stages, "fit", lambda config, given=None: seen.append(config.image_size)
+                        or trainer.FitResult(config.output_dir, None))
+    stages.train(dataclasses.replace(tiny_config, image_size=(48, 48), time_budget=budget_s), given=given)
+    assert seen == [size]
+    assert ("global input" in capsys.readouterr().out) == ("image_size" not in given)

@@ -20,6 +20,14 @@ from cephalo.engine.schedule import set_length
 from cephalo.engine.setup import Training
 
 MARGIN = 0.05  # of the budget kept free: later epochs can run a little slower than the measured one
+# --time_budget without --image_size: the global input size measured best at that budget, as (budgets up to this
+# many seconds, size), in order (benchmarks/budget_cv.md: 5-fold CV on a 2-core CPU)
+BUDGET_IMAGE_SIZES: tuple[tuple[float, tuple[int, int]], ...] = ((math.inf, (256, 256)),)
+
+
+def image_size_for(budget_s: float) -> tuple[int, int]:
+    """The global input size ``(H, W)`` for a run of ``budget_s`` seconds when ``--image_size`` is not given."""
+    return next(size for up_to, size in BUDGET_IMAGE_SIZES if budget_s <= up_to)
 
 
 def planned_updates(budget_s: float, elapsed_s: float, update_s: float, updates_per_epoch: int,

@@ -195,12 +195,13 @@ def build_local(config: TrainConfig, global_checkpoint: Path | str) -> LocalRun:
     spec = StageSpec(model_name=config.local_model, landmark_names=names, image_size=(config.patch_size,) * 2,
                      stride=LOCAL_STRIDE, sigma=config.sigma, mm_per_px=config.patch_mm,
                      default_spacing_mm=statistics.median(r.spacing_mm for r in train_set.records))
+    cached = (f"decoded into {cache.folder} ({per_image_s * 1000:.0f} ms each)" if per_image_s is not None
+              else f"read from {cache.folder}")
     note = (f"local stage: {config.local_model}, {len(names)} patches of {config.patch_size} px at "
             f"{config.patch_mm:g} mm/px ({config.patch_size * config.patch_mm:g} mm) per image, {config.local_batch} "
-            f"images per update, {updates_per_epoch} updates per epoch; images at the patch scale "
-            + (f"cached in {cache.folder} ({per_image_s * 1000:.0f} ms each)" if per_image_s is not None else
-               f"read from the cache ({cache.folder})") + f"\nlocal stage data: {data_note}; the global model's validation MRE "
-            f"{global_mre:.3f} mm, whose errors are the jitter")
+            f"images per update, {updates_per_epoch} updates per epoch; images at the patch scale {cached}\n"
+            f"local stage data: {data_note}; the global model's validation MRE {global_mre:.3f} mm, whose errors "
+            f"are the jitter")
     return LocalRun(config, device, precision, source, spec, {GLOBAL: (global_stage.spec, global_stage.weights)},
                     PatchGeometry(config.patch_size, config.patch_mm),
                     HeatmapCodec((config.patch_size,) * 2, stride=LOCAL_STRIDE, sigma=config.sigma), train, val,

@@ -10,6 +10,8 @@ import os
 import time
 from pathlib import Path
 
+from cephalo.checks import format_duration
+from cephalo.engine.budget import image_size_for
 from cephalo.engine.checkpoint import load_checkpoint
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.local_fit import LOCAL_LAST, fit_local
@@ -24,6 +26,7 @@ def train(config: TrainConfig, given: set[str] | None = None) -> FitResult:
         raise ValueError("--refine / --refine_from: the local stage trains in one process. Train the global model "
                          "with torchrun, then add the local stage without it: cephalo train --refine_from "
                          "RUN/best.pt ...")
+    config = _budget_image_size(config, given)
     run_dir = resume_source(config) if config.resume else None
     if run_dir is not None and (run_dir / LOCAL_LAST).is_file():  # the local stage was under way
         tracker = fit_local(_local_config(config, run_dir / LOCAL_LAST), run_dir / "best.pt", run_dir,
@@ -43,6 +46,16 @@ def train(config: TrainConfig, given: set[str] | None = None) -> FitResult:
     local = dataclasses.replace(result.config or config, refine=True, progress=config.progress)
     tracker = fit_local(local, result.run_dir / "best.pt", result.run_dir, left)
     return FitResult(result.run_dir, tracker, result.metrics, config=local)
+
+
+def _budget_image_size(config: TrainConfig, given: set[str] | None) -> TrainConfig:
+    """A new ``--time_budget`` run whose ``--image_size`` was not given gets the size measured best at its budget."""
+    if config.time_budget is None or given is None or "image_size" in given or config.resume or config.refine_from:
+        return config
+    size = image_size_for(config.time_budget)
+    print(f"time budget {format_duration(config.time_budget)}: global input {size[0]}x{size[1]}, the size measured "
+          f"best at this budget (benchmarks/budget_cv.md); --image_size sets another")
+    return dataclasses.replace(config, image_size=size)
 
 
 def _local_config(config: TrainConfig, local_last: Path) -> TrainConfig:

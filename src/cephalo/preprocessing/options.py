@@ -38,7 +38,8 @@ class DataOptions:
     skip_bad: bool = option(False, "leave out bad images and annotations with a warning instead of stopping")
     cache_dir: str | None = option(None, "where letterboxed images are cached (default: $CEPHALO_CACHE or "
                                    f"{default_cache_dir()})", check=writable_folder)
-    image_size: tuple[int, int] = option(DEFAULT_IMAGE_SIZE, "network input H W: images are letterboxed to it",
+    image_size: tuple[int, int] = option(DEFAULT_IMAGE_SIZE, "network input H W: images are letterboxed to "
+                                         "it (train --time_budget without it: the size measured best at the budget)",
                                          metavar=("H", "W"), check=multiple_of(32, "the networks downsample 32x"))
 
     def check(self) -> None:
