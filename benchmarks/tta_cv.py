@@ -5,8 +5,8 @@ fold MREs and pooled per landmark.
     PYTHONPATH=src python benchmarks/tta_cv.py --cv /work/cv-sweeps/global256 \\
         --dataset_path ../shared/data/isbi2015-train/landmarks.csv --out benchmarks/tta_cv_global256.json
 
-Settings (``cephalo.inference.tta``): the global stage's views (shifts of half / one heatmap pixel, scales 0.95 and
-1.05, combined by mean or median) and, for a two-stage model, the local stage's starts moved by 0.5 / 1 mm.
+Settings (``cephalo.inference.tta``): the global stage's views (shifts of half a heatmap pixel, scales 0.95 and 1.05,
+combined by mean or median) and, for a two-stage model, the local stage's starts moved by 0.5 / 1 mm (4 moves + the rough position).
 """
 
 from __future__ import annotations
@@ -27,17 +27,15 @@ from cephalo.inference.tta import TestTimeAugmentation
 
 
 def settings(stride: int, local: bool) -> dict[str, TestTimeAugmentation | None]:
+    """A one-stage model: the global views; a two-stage one: the local starts (its refinement is what it outputs)."""
     s = TestTimeAugmentation.standard
-    out = {"none": None,
-           "shift 0.5 hm px (5 views)": s(stride, 0.5),
-           "shift 1 hm px (5 views)": s(stride, 1.0),
-           "shift 0.5 + scale 0.95/1.05 (7 views)": s(stride, 0.5, (0.95, 1.05)),
-           "shift 0.5 + scale 0.95/1.05, median": s(stride, 0.5, (0.95, 1.05), reduce="median")}
     if local:
-        out["local starts +-0.5 mm"] = s(stride, 0.0, local_offset_mm=0.5)
-        out["local starts +-1 mm"] = s(stride, 0.0, local_offset_mm=1.0)
-        out["shift 0.5 + local +-0.5 mm"] = s(stride, 0.5, local_offset_mm=0.5)
-    return out
+        return {"none": None, "local starts +-0.5 mm (5)": s(stride, 0.0, local_offset_mm=0.5),
+                "local starts +-1 mm (5)": s(stride, 0.0, local_offset_mm=1.0)}
+    return {"none": None,
+            "shift 0.5 hm px (5 views)": s(stride, 0.5),
+            "shift 0.5 + scale 0.95/1.05 (7 views)": s(stride, 0.5, (0.95, 1.05)),
+            "shift 0.5 + scale 0.95/1.05, median": s(stride, 0.5, (0.95, 1.05), reduce="median")}
 
 
 def main() -> None:
