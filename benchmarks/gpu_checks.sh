@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The GPU checks and figures, stage by stage (each stage fits a 10-minute slot):
-#   bash benchmarks/gpu_checks.sh quick|doctor|sync|bench-w18|bench-w32|presets|oom|all
+#   bash benchmarks/gpu_checks.sh quick|doctor|sync|bench-w18|bench-w32|presets|oom|refine|all
 # quick (run it first; aimed at <= 6 min on an H100/H200, not yet timed on one): the host-sync check of the
 # training step; cephalo doctor at 1024² for HRNet-W32 under the 8 GiB budget (correctness of every fast path with
 # the reduce-overhead compile mode the user's notes recommend, peak memory at micro-batch 1, 2, 4, speed, the
 # recommended settings run for a few updates); the user's current setup against all safe techniques.
 # doctor: the full doctor (default and reduce-overhead compile modes) and the prefetcher's GPU-only test (it must
 # FAIL with the stream wait removed).
+# refine (real data; ~8 min): HRNet-W32 in one stage at 1024² against a 512² global stage + the local stage, the
+# same --time_budget (3m) each, on the seeded 120/30 split; the best validation MRE of each. It needs the ISBI
+# images in the working tree: cp -r ../shared/data/isbi2015-train gpu-data/ (git-ignored, 46 MB; carry gpu-data).
 # Summaries go to $RESULTS (the device tool's $OUT when set, else gpu-results/): at most 8 files a stage, one log
 # per stage. Caches, runs and checkpoints go to $WORK (default $TMPDIR/cephalo-gpu-work), never among them.
 # Runs from a source checkout (PYTHONPATH=src): nothing to install beyond torch, numpy, opencv and tqdm.
@@ -64,6 +67,19 @@ sync() {  # the step's host syncs under torch.cuda.set_sync_debug_mode("error"):
   "$PYTHON" benchmarks/sync_check.py --device "$DEVICE" --image_size "$SIZE" --updates 6 --out "$RESULTS/sync_check.json"
 }
 
+refine() {  # equal budgets on real data: one stage at 1024² vs 512² + refine (refine.md)
+  local data=${DATA:-gpu-data/isbi2015-train/landmarks.csv} budget=${REFINE_BUDGET:-3m}
+  local common=(--dataset_path "$data" --model hrnet --mixed_precision --channels_last --use_ema --time_budget "$budget"
+                --device "$DEVICE" --no_progress --output_dir "$WORK/runs")
+  cephalo train "${common[@]}" --image_size 1024 1024 --run_name w32-1024 2>&1 | tee "$WORK/w32-1024.log"
+  cephalo train "${common[@]}" --image_size 512 512 --refine --run_name w32-512-refine 2>&1 | tee "$WORK/w32-512-refine.log"
+  { echo "# refine stage: $(date -u +%F), $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || echo "$DEVICE")"
+    echo "budget $budget each, $data, seeded 120/30 split"
+    for run in w32-1024 w32-512-refine; do
+      echo "## $run"; grep -E "^(time budget|local stage time budget|best)|best refined" "$WORK/$run.log" || true
+    done; } > "$RESULTS/refine.md"
+}
+
 stage() {  # run a stage with its output in one log: $RESULTS/<stage>.log
   local name=$1; shift
   { echo "== $name: $(date -u +%FT%TZ)"; "$@"; echo "== $name done: $(date -u +%FT%TZ)"; } 2>&1 | tee -a "$RESULTS/$name.log"
@@ -83,6 +99,7 @@ case "${1:-all}" in
   bench-w32) stage bench-w32 bench hrnet_w32 ;;
   presets) stage presets presets ;;
   oom) stage oom oom ;;
+  refine) stage refine refine ;;
   all) stage sync sync; stage doctor doctor; stage bench-w18 bench hrnet_w18; stage bench-w32 bench hrnet_w32
        stage presets presets; stage oom oom ;;
   *) echo "usage: $0 quick|doctor|sync|bench-w18|bench-w32|presets|oom|all" >&2; exit 2 ;;
