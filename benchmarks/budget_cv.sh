@@ -22,6 +22,9 @@ for a in "$@"; do
     refine384) arm refine384 --image_size 384 384 --refine ;;
     refine256-g67) arm refine256-g67 --image_size 256 256 --refine --global_share 0.67 ;;
     refine256-g33) arm refine256-g33 --image_size 256 256 --refine --global_share 0.33 ;;
+    # the same flags after a code change (the arm's name says which), e.g. per-landmark refinement:
+    refine256-perlandmark) arm refine256-perlandmark --image_size 256 256 --refine ;;
+    refine256-perlandmark-g67) arm refine256-perlandmark-g67 --image_size 256 256 --refine --global_share 0.67 ;;
     *) echo "unknown arm $a" ;;
   esac
 done

@@ -1,6 +1,7 @@
 """The local stage: patches around jittered positions carry their landmark where the targets say, a perfect local
 model gives zero loss whatever its other channels hold, and refinement with perfect heatmaps returns the truth."""
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -76,3 +77,34 @@ def test_jitter_draws_each_landmark_from_its_own_errors():
     drawn = draw_jitter(errors, 200, torch.Generator().manual_seed(0))
     assert drawn.shape == (200, 2, 2)
     assert set(drawn[:, 0].flatten().tolist()) <= {1.0, 0.0} and (drawn[:, 1] == -2.0).all()
+
+
+def test_only_landmarks_whose_refined_validation_error_is_lower_are_refined(monkeypatch):
+    import cephalo.engine.local_fit as local_fit
+
+    refined = np.array([[1.0, 3.0, 2.0], [1.2, 2.8, 2.0]])
+    global_ = np.array([[2.0, 2.0, 2.0], [2.0, 2.0, 2.0]])
+    assert local_fit.choose_landmarks(refined, global_).tolist() == [True, False, False]  # a tie is not better
+    monkeypatch.setattr(local_fit, "ONLY_IF_BETTER", False)
+    assert local_fit.choose_landmarks(refined, global_).all()
+
+
+def test_a_predictor_moves_only_the_landmarks_its_local_stage_refines():
+    from cephalo.engine.checkpoint import StageSpec
+    from cephalo.inference.predictor import Predictor
+    from cephalo.preprocessing.rescale import Rescale
+
+    class MovesEverything(Predictor):
+        def refine_scaled(self, images, spacing_mm, rough):
+            return rough + 5.0
+
+    names = ("S", "N", "Go")
+    predictor = MovesEverything(StageSpec("stub", names, (64, 64), stride=4, sigma=2.0),
+                                StageSpec("stub", names, (64, 64), stride=2, sigma=2.0, mm_per_px=0.2,
+                                          refined_landmarks=("S", "N")))
+    rescale = Rescale((200, 300), spacing_mm=0.2, mm_per_px=0.2)
+    rough = np.array([[[10.0, 20.0], [30.0, 40.0], [50.0, 60.0]]])
+    found = predictor.refine(rough, [(torch.zeros(200, 300, dtype=torch.uint8), rescale)])
+    assert np.allclose(found[0, :2], rough[0, :2] + 5.0, atol=1e-4) and np.allclose(found[0, 2], rough[0, 2])
+    spec = predictor.local_spec
+    assert StageSpec.from_dict(spec.to_dict(), "x") == spec  # kept in checkpoints and ONNX metadata

@@ -5,6 +5,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -192,20 +193,26 @@ def test_a_local_stage_that_does_not_beat_the_global_model_leaves_best_pt_global
     assert set(load_checkpoint(refined.run_dir / "best.pt")["stages"]) == {GLOBAL}  # a copy of the global model
 
 
-def test_a_two_stage_export_predicts_the_landmarks_of_pytorch_within_0_05_px(config, tmp_path):
+def test_a_two_stage_export_predicts_the_landmarks_of_pytorch_within_0_05_px(config, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     from cephalo.inference.export import export_checkpoint, local_path
     from cephalo.inference.onnx_predictor import OnnxPredictor
 
+    # the local stage corrects only the first landmark: both predictors must keep the global position of the others
+    monkeypatch.setattr(local_fit, "choose_landmarks", lambda refined, global_: np.arange(refined.shape[1]) == 0)
     result = train(config)
     report = export_checkpoint(result.run_dir / "best.pt", tmp_path / "model.onnx")
     assert report.local is not None and report.local.path == local_path(tmp_path / "model.onnx")
     assert report.metadata["local"] == "model.local.onnx" and report.local.metadata["mm_per_px"] == 0.2
     items = resolve_inputs([config.dataset_path])[0]
-    torch_run = predict_to_folder(TorchPredictor(result.run_dir / "best.pt", device="cpu", mixed_precision=False),
-                                  items, tmp_path / "torch", num_workers=0, progress=False)
+    predictor = TorchPredictor(result.run_dir / "best.pt", device="cpu", mixed_precision=False)
+    torch_run = predict_to_folder(predictor, items, tmp_path / "torch", num_workers=0, progress=False)
     onnx_predictor = OnnxPredictor(tmp_path / "model.onnx", device="cpu")
     assert onnx_predictor.patch_mm == 0.2
+    names = predictor.landmark_names
+    assert onnx_predictor.local_spec.refined_landmarks == predictor.local_spec.refined_landmarks == names[:1]
+    predictor.local_spec = None  # the global stage alone
+    global_run = predict_to_folder(predictor, items, tmp_path / "global", num_workers=0, progress=False)
     onnx_run = predict_to_folder(onnx_predictor, items, tmp_path / "onnx", num_workers=0, progress=False)
     from cephalo.evaluation.predictions import read_predictions
 
@@ -213,6 +220,10 @@ def test_a_two_stage_export_predicts_the_landmarks_of_pytorch_within_0_05_px(con
     _, b = read_predictions(onnx_run.csv_path)
     assert a.keys() == b.keys()
     assert max(float(abs(a[k] - b[k]).max()) for k in a) < 0.05  # original pixels
+    _, g = read_predictions(global_run.csv_path)
+    for k in a:  # landmark 0 refined, the others at their global position
+        assert abs(a[k][1:] - g[k][1:]).max() < 1e-6 and abs(b[k][1:] - g[k][1:]).max() < 0.05
+    assert max(float(abs(a[k][0] - g[k][0]).max()) for k in a) > 1e-3
     report.local.path.unlink()
     with pytest.raises(FileNotFoundError, match="local stage .*model.local.onnx is missing"):
         OnnxPredictor(tmp_path / "model.onnx", device="cpu")

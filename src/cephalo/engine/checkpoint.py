@@ -62,19 +62,25 @@ class StageSpec:
     letterbox: str = LETTERBOX
     mm_per_px: float | None = None  # a local stage: its patches' scale (``image_size`` is the patch); None: global
     default_spacing_mm: float | None = None  # a local stage: the spacing assumed for an image of unknown spacing
+    refined_landmarks: tuple[str, ...] | None = None  # a local stage: the landmarks it corrects (None: all); the
+    # others keep the global position, where refining measured worse on the validation images
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "landmark_names", tuple(str(n) for n in self.landmark_names))
         object.__setattr__(self, "image_size", (int(self.image_size[0]), int(self.image_size[1])))
         object.__setattr__(self, "stride", int(self.stride))
         object.__setattr__(self, "sigma", float(self.sigma))
+        if self.refined_landmarks is not None:
+            object.__setattr__(self, "refined_landmarks", tuple(str(n) for n in self.refined_landmarks))
 
     @property
     def heatmap_size(self) -> tuple[int, int]:
         return self.image_size[0] // self.stride, self.image_size[1] // self.stride
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "landmark_names": list(self.landmark_names), "image_size": list(self.image_size)}
+        refined = None if self.refined_landmarks is None else list(self.refined_landmarks)
+        return {**asdict(self), "landmark_names": list(self.landmark_names), "image_size": list(self.image_size),
+                "refined_landmarks": refined}
 
     @classmethod
     def from_dict(cls, values: dict, source: Path | str) -> StageSpec:

@@ -2,12 +2,14 @@
 CHECKPOINT`` on an existing one.
 
 Order: the global stage's checkpoint -> the same training / validation split at the global input size -> every
-image at the patch scale (``--patch_mm``), decoded and resampled once into the cache (``--cache_dir``) -> the global model predicts
-the validation images: their errors are the jitter (what the global stage really gets wrong, on images it did not
-train on) and their positions are where validation refines from -> the local model trains for ``--local_epochs``
-(all ``K`` patches of ``--local_batch`` images per update, cut, augmented and rendered on the device) -> each
-epoch, validation refines the global predictions and scores them in mm; the best writes ``best.pt`` with both
-stages, every epoch writes ``local_last.pt``, which ``--resume`` continues from (at an epoch's end).
+image at the patch scale (``--patch_mm``), decoded and resampled once into the cache (``--cache_dir``) -> the
+global model predicts the validation images: their errors are the jitter (what the global stage really gets wrong,
+on images it did not train on) and their positions are where validation refines from -> the local model trains for
+``--local_epochs`` (all ``K`` patches of ``--local_batch`` images per update, cut, augmented and rendered on the
+device) -> each epoch, validation refines the global predictions and scores them in mm, each landmark refined only
+where that beats its global position (gonion got worse at small budgets: benchmarks/budget_cv.md); the best writes
+``best.pt`` with both stages and the landmarks it refines, every epoch writes ``local_last.pt``, which ``--resume``
+continues from (at an epoch's end).
 """
 
 from __future__ import annotations
@@ -62,8 +64,9 @@ LOCAL_LAST = "local_last.pt"
 LOCAL_STRIDE = 2  # heatmaps at half the patch resolution: 0.4 mm per heatmap pixel at 0.2 mm patches
 AUGMENTATION = "light"  # the patch is already moved by the jitter; benchmarks/refine_cv.md
 EXTRA_JITTER_MM = 0.3  # on top of the measured errors, so that no two draws are the same point
-ONLY_IF_BETTER = True  # best.pt takes the two stages only once they beat the global model alone (tests of the
-# mechanics, whose tiny local models need not win, turn it off)
+ONLY_IF_BETTER = True  # refine only the landmarks where that beats the global model on the validation images, and
+# best.pt takes the two stages only once they beat the global model alone (tests of the mechanics, whose tiny local
+# models need not win, turn it off)
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,7 @@ class LocalRun:
     truth: np.ndarray  # (N_val, K, 2) original pixels
     spacing: np.ndarray  # (N_val,) mm per original pixel
     jitter_pool: Tensor  # (N_val, K, 2) the global model's errors in mm
+    global_errors: np.ndarray  # (N_val, K) the global model's radial errors in mm
     global_mre: float
     model: torch.nn.Module
     ema: ModelEma | None
@@ -182,7 +186,8 @@ def build_local(config: TrainConfig, global_checkpoint: Path | str) -> LocalRun:
     rough = global_predictions(global_stage, val_set, device, precision)  # (N_val, K, 2) original pixels
     truth = np.stack([r.landmarks for r in val_set.records])
     spacing = np.array([r.spacing_mm for r in val_set.records])
-    global_mre = float(radial_errors_mm(rough, truth, spacing).mean())
+    global_errors = radial_errors_mm(rough, truth, spacing)
+    global_mre = float(global_errors.mean())
 
     model = create_model(config.local_model, len(names), in_chans=1, head_stride=LOCAL_STRIDE).to(device)
     if config.channels_last:
@@ -207,7 +212,7 @@ def build_local(config: TrainConfig, global_checkpoint: Path | str) -> LocalRun:
                     HeatmapCodec((config.patch_size,) * 2, stride=LOCAL_STRIDE, sigma=config.sigma), train, val,
                     val.to_scaled(rough), truth, spacing,
                     torch.tensor((rough - truth) * spacing[:, None, None], dtype=torch.float32, device=device),
-                    global_mre, model, ModelEma(model, config.ema_decay) if config.use_ema else None, optimizer,
+                    global_errors, global_mre, model, ModelEma(model, config.ema_decay) if config.use_ema else None, optimizer,
                     scheduler, precision.grad_scaler(), updates_per_epoch, warmup, note)
 
 
@@ -260,7 +265,8 @@ def fit_local(config: TrainConfig, global_checkpoint: Path | str, run_dir: Path,
     print(r.note + (f"\nlocal stage time budget: {format_duration(budget_s)}" if budget_s else ""))
 
     def state_now(metrics: dict) -> dict:
-        return build_state(stage=r.spec, model=r.model.state_dict(), ema=r.ema.state_dict() if r.ema else None,
+        spec = dataclasses.replace(r.spec, refined_landmarks=metrics.get("refined_landmarks"))
+        return build_state(stage=spec, model=r.model.state_dict(), ema=r.ema.state_dict() if r.ema else None,
                            optimizer=r.optimizer.state_dict(), scheduler=r.scheduler.state_dict(),
                            scaler=r.scaler.state_dict(), progress=dataclasses.asdict(progress),
                            tracker=tracker.state_dict(), metrics=metrics, config=r.config.to_dict(),
@@ -282,7 +288,7 @@ def fit_local(config: TrainConfig, global_checkpoint: Path | str, run_dir: Path,
             f.write(json.dumps(metrics) + "\n")
         print(f"local epoch {progress.epoch:>3}: loss {metrics['train_loss']:.4g}, {metrics['images_per_s']:.1f} img/s "
               f"| refined MRE {metrics['val_mre_mm']:.3f} mm (global {r.global_mre:.3f}), SDR@2mm "
-              f"{metrics['val_sdr_2mm']:.1f} %", flush=True)
+              f"{metrics['val_sdr_2mm']:.1f} %{_kept_global(r, metrics)}", flush=True)
         if budget_s is not None and not progress.planned_updates:  # the first epoch measured whole
             now = time.perf_counter()
             update_s = (now - loop_start) / max(1, progress.updates - updates_at_start)
@@ -318,10 +324,18 @@ def _report_best(r: LocalRun, tracker: Tracker, run_dir: Path) -> None:
           f"images): {best} holds the global model only; {LOCAL_LAST} has the local stage as trained", flush=True)
 
 
+def choose_landmarks(refined_mm: np.ndarray, global_mm: np.ndarray) -> np.ndarray:
+    """``(K,)`` bool: the landmarks whose refined validation MRE beats the global model's (errors ``(N, K)`` mm).
+    Without the guard (:data:`ONLY_IF_BETTER` off) every landmark is refined."""
+    if not ONLY_IF_BETTER:
+        return np.ones(refined_mm.shape[1], dtype=bool)
+    return refined_mm.mean(0) < global_mm.mean(0)
+
+
 @torch.no_grad()
 def validate_local(r: LocalRun, batch: int = 8) -> dict:
-    """The global predictions of the validation images refined by the local model (its EMA when kept): MRE / SD /
-    SDR in mm."""
+    """The global predictions of the validation images refined by the local model (its EMA when kept), landmark by
+    landmark where that beats the global model (:func:`choose_landmarks`): MRE / SD / SDR in mm, and which."""
     model = (r.ema.module if r.ema is not None else r.model).eval()
     refined = []
     for start in range(0, len(r.rough_scaled), batch):
@@ -329,9 +343,17 @@ def validate_local(r: LocalRun, batch: int = 8) -> dict:
         found, _ = refine_landmarks(model, r.codec, r.geometry, r.val.images(part), r.val.spacing_mm[part],
                                     r.rough_scaled[part], r.precision.autocast, r.config.channels_last)
         refined.append(found)
-    summary = summarize(radial_errors_mm(r.val.to_original(torch.cat(refined)), r.truth, r.spacing))
+    errors = radial_errors_mm(r.val.to_original(torch.cat(refined)), r.truth, r.spacing)  # (N_val, K)
+    keep = choose_landmarks(errors, r.global_errors)
+    summary = summarize(np.where(keep, errors, r.global_errors))
     return {"val_mre_mm": summary["mre_mm"], "val_sd_mm": summary["sd_mm"],
-            **{f"val_sdr_{t}": v for t, v in summary["sdr"].items()}}
+            **{f"val_sdr_{t}": v for t, v in summary["sdr"].items()},
+            "refined_landmarks": [n for n, k in zip(r.spec.landmark_names, keep) if k]}
+
+
+def _kept_global(r: LocalRun, metrics: dict) -> str:
+    kept = [n for n in r.spec.landmark_names if n not in metrics.get("refined_landmarks", r.spec.landmark_names)]
+    return f"; global position kept for {', '.join(kept)}" if kept else ""
 
 
 def _set_length(r: LocalRun, total: int) -> None:

@@ -216,7 +216,8 @@ def export_checkpoint(checkpoint_path: Path | str, out_path: Path | str, opset: 
         model, stage, epoch = load_trained_model(checkpoint_path, LOCAL, state)
         local = _export_stage(model, stage, epoch, checkpoint_path, local_path(out_path), opset, batch_size_hint,
                               exporter, {"stage": LOCAL, "mm_per_px": stage.spec.mm_per_px,
-                                         "default_spacing_mm": stage.spec.default_spacing_mm})
+                                         "default_spacing_mm": stage.spec.default_spacing_mm,
+                                         "refined_landmarks": stage.spec.to_dict()["refined_landmarks"]})
     model, stage, epoch = load_trained_model(checkpoint_path, GLOBAL, state)
     report = _export_stage(model, stage, epoch, checkpoint_path, out_path, opset, batch_size_hint, exporter,
                            {"local": local.path.name} if local else {})

@@ -92,7 +92,8 @@ def _spec(meta: dict, path: Path) -> StageSpec:
     normalization = meta.get("normalization") or {}
     return StageSpec.from_dict({**{k: meta[k] for k in SPEC_KEYS}, **{
         k: normalization[k] for k in ("grey_mean", "grey_std") if k in normalization},
-        **{k: meta[k] for k in ("mm_per_px", "default_spacing_mm") if meta.get(k) is not None}}, path)
+        **{k: meta[k] for k in ("mm_per_px", "default_spacing_mm", "refined_landmarks")
+           if meta.get(k) is not None}}, path)
 
 
 class OnnxPredictor(Predictor):

@@ -53,7 +53,11 @@ class Predictor:
         offsets = self.tta.local_offsets_mm if self.tta else ((0.0, 0.0),)
         found = torch.stack([self.refine_scaled(images, spacing, rough + torch.tensor(o) / spacing[:, None, None])
                              for o in offsets])
-        found = (self.tta.combine(found) if self.tta else found[0]).double().cpu().numpy()
+        found = self.tta.combine(found) if self.tta else found[0]
+        if self.local_spec.refined_landmarks is not None:  # the others keep the global stage's position
+            refined = torch.tensor([n in self.local_spec.refined_landmarks for n in self.landmark_names])
+            found = torch.where(refined[:, None].to(found.device), found, rough.to(found.device))
+        found = found.double().cpu().numpy()
         return np.stack([r.inverse(p) for (_, r), p in zip(scaled, found)])
 
     def global_landmarks(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
