@@ -29,6 +29,10 @@ def main() -> None:
                     + " ".join(f"{m:.3f}" for m in mres) + f" | {cv['pooled']['sdr']['2mm']:.1f} % | "
                     + " / ".join(f"{lm[n]:.2f}" for n in MUST_IMPROVE) + " |")
     print("\n".join(rows))
+    names = list(next(iter(arms.values()))["per_landmark_mre_mm"])
+    print("\n| landmark | " + " | ".join(arms) + " |\n|---|" + "---:|" * len(arms))
+    for n in names:
+        print(f"| {n} | " + " | ".join(f"{cv['per_landmark_mre_mm'][n]:.2f}" for cv in arms.values()) + " |")
     global_only = {n: cv for n, cv in arms.items() if "--refine" not in cv["train_args"]}
     if not global_only:
         return
