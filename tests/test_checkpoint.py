@@ -125,3 +125,17 @@ def test_files_that_are_not_usable_checkpoints_give_one_error_line(kind, tmp_pat
     err = capsys.readouterr().err
     assert err.startswith(f"error: {path}: ") and expected in err and err.count("\n") == 1, err
     assert not _Payload.ran  # weights_only: the pickle's code was never run
+
+
+def test_predict_with_tta_runs_the_views(tiny_fixture_model, tmp_path, capsys):
+    from cephalo.evaluation.predictions import read_predictions
+
+    csv_path, _ = write_csv_dataset(tmp_path / "data", n=4, size=(40, 32))
+    common = ["--checkpoint", str(V1_FIXTURE), str(csv_path), "--num_workers", "0", "--no_progress", "--device", "cpu"]
+    assert main(["predict", *common, "--out", str(tmp_path / "plain")]) == 0
+    assert main(["predict", *common, "--out", str(tmp_path / "tta"), "--tta"]) == 0
+    assert "test-time augmentation: 7 views" in capsys.readouterr().out
+    _, plain = read_predictions(tmp_path / "plain" / "predictions.csv")
+    _, tta = read_predictions(tmp_path / "tta" / "predictions.csv")
+    assert plain.keys() == tta.keys() and all(np.isfinite(tta[k]).all() for k in tta)
+    assert any(abs(plain[k] - tta[k]).max() > 0 for k in plain)  # the views' geometry: tests/test_tta.py
