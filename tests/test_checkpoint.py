@@ -134,7 +134,7 @@ def test_predict_with_tta_runs_the_views(tiny_fixture_model, tmp_path, capsys):
     common = ["--checkpoint", str(V1_FIXTURE), str(csv_path), "--num_workers", "0", "--no_progress", "--device", "cpu"]
     assert main(["predict", *common, "--out", str(tmp_path / "plain")]) == 0
     assert main(["predict", *common, "--out", str(tmp_path / "tta"), "--tta"]) == 0
-    assert "test-time augmentation: 7 views" in capsys.readouterr().out
+    assert "test-time augmentation: 7 global view(s), 1 local start(s)" in capsys.readouterr().out
     _, plain = read_predictions(tmp_path / "plain" / "predictions.csv")
     _, tta = read_predictions(tmp_path / "tta" / "predictions.csv")
     assert plain.keys() == tta.keys() and all(np.isfinite(tta[k]).all() for k in tta)

@@ -263,3 +263,13 @@ def test_a_resumed_budgeted_local_stage_keeps_its_plan_and_ends_with_the_uninter
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)
     assert a["scheduler"] == b["scheduler"]
+
+
+def test_predict_tta_with_a_two_stage_model_moves_the_local_starts(config, tmp_path, capsys):
+    from cephalo.cli.main import main
+
+    result = train(config)
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(result.run_dir / "best.pt"), config.dataset_path, "--out",
+                 str(tmp_path / "tta"), "--tta", "--num_workers", "0", "--no_progress", "--device", "cpu"]) == 0
+    assert "test-time augmentation: 1 global view(s), 5 local start(s)" in capsys.readouterr().out

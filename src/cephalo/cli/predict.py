@@ -21,7 +21,9 @@ from cephalo.inference.tta import TestTimeAugmentation
 from cephalo.preprocessing.options import DataOptions
 
 SPLIT_OPTIONS = ("seed", "val_fraction", "test_fraction", "fold")
-TTA_SHIFT_HEATMAP_PX, TTA_SCALES = 0.5, (0.95, 1.05)  # the setting measured best (benchmarks/tta_cv.md)
+# the settings measured best by 5-fold CV (benchmarks/tta_cv.md)
+TTA_SHIFT_HEATMAP_PX, TTA_SCALES = 0.5, (0.95, 1.05)  # one-stage models: 7 views of the global stage
+TTA_LOCAL_MM = 0.5  # two-stage models: the local stage also starts 0.5 mm left, right, up and down
 from cephalo.inference.outputs import CSV_NAME, predict_to_folder
 
 
@@ -45,9 +47,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no_mixed_precision", dest="mixed_precision", action="store_false",
                    help="fp32 instead of autocast (fp16 on CUDA, bf16 on CPU)")
     p.add_argument("--tta", action="store_true",
-                   help="test-time augmentation: the global stage sees 7 views of each image (shifts of half a heatmap "
-                        "pixel, scales 0.95 and 1.05), landmarks averaged in the image's pixels; about 5x the time "
-                        "(5-fold CV at 256²: 0.008-0.030 mm lower MRE on every fold, benchmarks/tta_cv.md)")
+                   help="test-time augmentation, landmarks averaged in the image's pixels: a one-stage model sees 7 "
+                        "views of each image (shifts of half a heatmap pixel, scales 0.95 and 1.05), a two-stage "
+                        "model's local stage also starts 0.5 mm left, right, up and down; about 3-5x the time "
+                        "(5-fold CV: lower or equal MRE on every fold, benchmarks/tta_cv.md)")
     p.add_argument("--spacing_mm", type=Typed(float, above(0)),
                    help="pixel spacing (mm per pixel) of images whose spacing no dataset gives (it wins over a DICOM "
                         "header's): adds mm to the JSON and the mm measurements")
@@ -62,8 +65,11 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     predictor = load_predictor(args.checkpoint, args.device, args.mixed_precision)
-    if args.tta:
-        predictor.tta = TestTimeAugmentation.standard(predictor.spec.stride, TTA_SHIFT_HEATMAP_PX, TTA_SCALES)
+    if args.tta:  # what was measured for each kind of model: a one-stage model's views, a two-stage one's starts
+        two_stage = getattr(predictor, "local_spec", None) is not None
+        predictor.tta = (TestTimeAugmentation.standard(predictor.spec.stride, 0.0, local_offset_mm=TTA_LOCAL_MM)
+                         if two_stage else
+                         TestTimeAugmentation.standard(predictor.spec.stride, TTA_SHIFT_HEATMAP_PX, TTA_SCALES))
     items, issues, notes = resolve_inputs(args.inputs, args.dataset_format, args.split, args.recursive,
                                           exclude=args.out.resolve(),
                                           data=DataOptions(**values_from(args, DataOptions, SPLIT_OPTIONS)))
@@ -79,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
           + (f", {where}" if where else "") + ")"
           + (f"; local stage {local.model_name} on {local.image_size[0]} px patches at {local.mm_per_px:g} mm/px"
              if local is not None else "")
-          + (f"; test-time augmentation: {len(predictor.tta.views)} views" if args.tta else ""))
+          + (f"; test-time augmentation: {len(predictor.tta.views)} global view(s), "
+             f"{len(predictor.tta.local_offsets_mm)} local start(s)" if args.tta else ""))
     print(f"predicting {len(items)} image(s) -> {args.out}")
     overlay = args.overlay or args.overlay_analysis
     summary = predict_to_folder(predictor, items, args.out, overlay=overlay, analysis_lines=args.overlay_analysis,
