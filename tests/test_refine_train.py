@@ -54,6 +54,24 @@ def config(tmp_path, monkeypatch):
     unregister("tiny_local")
 
 
+def interrupted_in_local_epoch_2(config: TrainConfig, monkeypatch) -> None:
+    """Train ``config`` from seed 0 and stop it like Ctrl+C at its 5th local update: the first of local epoch 2
+    (8 training images / 2 per update: 4 updates per local epoch)."""
+    calls, real_loss = [], local_fit.local_loss
+
+    def stop_at_the_fifth(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(local_fit, "local_loss", stop_at_the_fifth)
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    monkeypatch.setattr(local_fit, "local_loss", real_loss)
+
+
 def test_refine_trains_both_stages_and_predict_uses_them(config, tmp_path, capsys, monkeypatch):
     result = train(config)
     out = capsys.readouterr().out
@@ -84,19 +102,7 @@ def test_refine_trains_both_stages_and_predict_uses_them(config, tmp_path, capsy
 def test_a_resumed_local_stage_ends_with_the_uninterrupted_weights(config, monkeypatch):
     torch.manual_seed(0)
     train(dataclasses.replace(config, run_name="full"))
-    calls, real_loss = [], local_fit.local_loss
-
-    def interrupted_in_local_epoch_2(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 5:  # 8 training images / 2 per update: 4 updates per local epoch
-            raise KeyboardInterrupt
-        return real_loss(*args, **kwargs)
-
-    monkeypatch.setattr(local_fit, "local_loss", interrupted_in_local_epoch_2)
-    torch.manual_seed(0)
-    with pytest.raises(KeyboardInterrupt):
-        train(dataclasses.replace(config, run_name="part"))
-    monkeypatch.setattr(local_fit, "local_loss", real_loss)
+    interrupted_in_local_epoch_2(dataclasses.replace(config, run_name="part"), monkeypatch)
     part_dir = f"{config.output_dir}/part"
     assert load_checkpoint(f"{part_dir}/local_last.pt")["progress"]["epoch"] == 1
     train(dataclasses.replace(config, run_name="part", resume=part_dir))
@@ -236,19 +242,7 @@ def test_a_resumed_budgeted_local_stage_keeps_its_plan_and_ends_with_the_uninter
     monkeypatch.setattr(local_fit, "planned_updates", lambda *args, **kwargs: 12)  # 3 epochs of 4 updates, not timed
     torch.manual_seed(0)
     train(dataclasses.replace(budgeted, run_name="full"))
-    calls, real_loss = [], local_fit.local_loss
-
-    def interrupted_in_local_epoch_2(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        return real_loss(*args, **kwargs)
-
-    monkeypatch.setattr(local_fit, "local_loss", interrupted_in_local_epoch_2)
-    torch.manual_seed(0)
-    with pytest.raises(KeyboardInterrupt):
-        train(dataclasses.replace(budgeted, run_name="part"))
-    monkeypatch.setattr(local_fit, "local_loss", real_loss)
+    interrupted_in_local_epoch_2(dataclasses.replace(budgeted, run_name="part"), monkeypatch)
 
     def no_new_plan(*args, **kwargs):
         raise AssertionError("a resumed run must keep its plan, not make a new one")

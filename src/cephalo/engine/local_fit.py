@@ -157,7 +157,6 @@ class LocalRun:
     spacing: np.ndarray  # (N_val,) mm per original pixel
     jitter_pool: Tensor  # (N_val, K, 2) the global model's errors in mm
     global_errors: np.ndarray  # (N_val, K) the global model's radial errors in mm
-    global_mre: float
     model: torch.nn.Module
     ema: ModelEma | None
     optimizer: torch.optim.Optimizer
@@ -166,6 +165,11 @@ class LocalRun:
     updates_per_epoch: int
     warmup: int
     note: str  # what was built, printed at the start
+
+    @property
+    def global_mre(self) -> float:
+        """The global model's validation MRE in mm: what the local stage must beat."""
+        return float(self.global_errors.mean())
 
 
 def build_local(config: TrainConfig, global_checkpoint: Path | str) -> LocalRun:
@@ -180,14 +184,13 @@ def build_local(config: TrainConfig, global_checkpoint: Path | str) -> LocalRun:
     if tuple(train_set.landmark_names) != tuple(names):
         raise ValueError(f"{global_checkpoint}: its global model predicts {', '.join(names)}; the dataset has "
                          f"{', '.join(train_set.landmark_names)}")
-    cache = PatchScaleCache(config.letterbox_cache().folder.parent, config.patch_mm)
+    cache = PatchScaleCache(config.cache_root(), config.patch_mm)
     train, per_image_s = ScaledImages.read(train_set.records, cache, config.progress)
     val, _ = ScaledImages.read(val_set.records, cache, config.progress)
     rough = global_predictions(global_stage, val_set, device, precision)  # (N_val, K, 2) original pixels
     truth = np.stack([r.landmarks for r in val_set.records])
     spacing = np.array([r.spacing_mm for r in val_set.records])
     global_errors = radial_errors_mm(rough, truth, spacing)
-    global_mre = float(global_errors.mean())
 
     model = create_model(config.local_model, len(names), in_chans=1, head_stride=LOCAL_STRIDE).to(device)
     if config.channels_last:
@@ -205,14 +208,14 @@ def build_local(config: TrainConfig, global_checkpoint: Path | str) -> LocalRun:
     note = (f"local stage: {config.local_model}, {len(names)} patches of {config.patch_size} px at "
             f"{config.patch_mm:g} mm/px ({config.patch_size * config.patch_mm:g} mm) per image, {config.local_batch} "
             f"images per update, {updates_per_epoch} updates per epoch; images at the patch scale {cached}\n"
-            f"local stage data: {data_note}; the global model's validation MRE {global_mre:.3f} mm, whose errors "
+            f"local stage data: {data_note}; the global model's validation MRE {global_errors.mean():.3f} mm, whose errors "
             f"are the jitter")
     return LocalRun(config, device, precision, source, spec, {GLOBAL: (global_stage.spec, global_stage.weights)},
                     PatchGeometry(config.patch_size, config.patch_mm),
                     HeatmapCodec((config.patch_size,) * 2, stride=LOCAL_STRIDE, sigma=config.sigma), train, val,
                     val.to_scaled(rough), truth, spacing,
                     torch.tensor((rough - truth) * spacing[:, None, None], dtype=torch.float32, device=device),
-                    global_errors, global_mre, model, ModelEma(model, config.ema_decay) if config.use_ema else None, optimizer,
+                    global_errors, model, ModelEma(model, config.ema_decay) if config.use_ema else None, optimizer,
                     scheduler, precision.grad_scaler(), updates_per_epoch, warmup, note)
 
 

@@ -14,7 +14,7 @@ import torch
 
 from cephalo.codec import HeatmapCodec
 from cephalo.engine.checkpoint import StageSpec
-from cephalo.inference.tta import TestTimeAugmentation, View
+from cephalo.inference.tta import NO_TTA, TestTimeAugmentation
 from cephalo.preprocessing.letterbox import Letterbox, to_original
 from cephalo.preprocessing.rescale import Rescale, stack_padded
 
@@ -50,10 +50,10 @@ class Predictor:
         images = stack_padded([image for image, _ in scaled])
         spacing = torch.tensor([r.actual_mm_per_px for _, r in scaled])
         rough = torch.tensor(np.stack([r.forward(p) for (_, r), p in zip(scaled, landmarks)]), dtype=torch.float32)
-        offsets = self.tta.local_offsets_mm if self.tta else ((0.0, 0.0),)
-        found = torch.stack([self.refine_scaled(images, spacing, rough + torch.tensor(o) / spacing[:, None, None])
-                             for o in offsets])
-        found = self.tta.combine(found) if self.tta else found[0]
+        tta = self.tta or NO_TTA
+        found = tta.combine(torch.stack([self.refine_scaled(images, spacing,
+                                                            rough + torch.tensor(o) / spacing[:, None, None])
+                                         for o in tta.local_offsets_mm]))
         if self.local_spec.refined_landmarks is not None:  # the others keep the global stage's position
             refined = torch.tensor([n in self.local_spec.refined_landmarks for n in self.landmark_names])
             found = torch.where(refined[:, None].to(found.device), found, rough.to(found.device))
@@ -63,14 +63,12 @@ class Predictor:
     def global_landmarks(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, 1, H, W)`` uint8 letterboxed images -> landmarks ``(B, K, 2)`` in their pixels and confidences
         ``(B, K)``; with :attr:`tta`, combined over its views (one forward pass per view: memory as without)."""
-        found, confidence = [], []
-        for view in self.tta.views if self.tta else (View(),):
+        tta, found, confidence = self.tta or NO_TTA, [], []
+        for view in tta.views:
             landmarks, c = self.codec.decode(self.heatmaps(view.warp(images)))
             found.append(view.unwarp(landmarks, self.image_size))
             confidence.append(c)
-        if not self.tta:
-            return found[0], confidence[0]
-        return self.tta.combine(torch.stack(found)), torch.stack(confidence).mean(0)
+        return tta.combine(torch.stack(found)), torch.stack(confidence).mean(0)
 
     def predict(self, images: torch.Tensor, letterboxes: list[Letterbox],
                 scaled: list[Scaled] | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -40,9 +40,11 @@ class View:
 
     def unwarp(self, points: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Points ``(..., 2)`` found in this view -> the letterbox's pixels; ``size`` ``(H, W)``."""
-        centre = torch.tensor([(size[1] - 1) / 2, (size[0] - 1) / 2], dtype=points.dtype, device=points.device)
-        shift = torch.tensor(self.shift, dtype=points.dtype, device=points.device)
-        return centre + (points - shift - centre) / self.scale
+        if self.scale == 1.0 and self.shift == (0.0, 0.0):
+            return points
+        (cx, cy), (dx, dy) = ((size[1] - 1) / 2, (size[0] - 1) / 2), self.shift  # Python numbers: no host copy
+        return torch.stack([cx + (points[..., 0] - dx - cx) / self.scale,
+                            cy + (points[..., 1] - dy - cy) / self.scale], dim=-1)
 
 
 @dataclass(frozen=True)
@@ -70,3 +72,6 @@ class TestTimeAugmentation:
         m = local_offset_mm
         offsets = ((0.0, 0.0),) + (((m, 0.0), (-m, 0.0), (0.0, m), (0.0, -m)) if m else ())
         return cls(tuple(views), offsets, reduce)
+
+
+NO_TTA = TestTimeAugmentation((View(),))  # one identity view and one start: combining them returns them unchanged

@@ -2,9 +2,9 @@
 
 One entry per (source file identity, target size): ``<root>/<H>x<W>/<key>.npy`` holds the letterboxed
 ``(H, W)`` uint8 image and ``<key>.json`` its source size and content hash. :class:`PatchScaleCache` keeps the
-originals resampled to the local stage's patch scale the same way, under ``<root>/mm<mm_per_px>/``. Both are written to a temporary name
-and renamed into place, the JSON last, so an interrupted ``cephalo prepare`` leaves only complete entries and
-simply resumes. A source that changes (size or modification time) gets a new key.
+originals resampled to the local stage's patch scale the same way, under ``<root>/mm<mm_per_px>/``. Both files are
+written to a temporary name and renamed into place, the JSON last (:func:`write_entry`), so an interrupted
+``cephalo prepare`` leaves only complete entries and simply resumes. A source that changes (size or modification time) gets a new key.
 """
 
 from __future__ import annotations
@@ -68,6 +68,19 @@ def source_key(source: Path, preprocessing: str) -> str:
     return hashlib.blake2b(identity.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
 
 
+def write_entry(folder: Path, key: str, array: np.ndarray, meta: dict) -> Path:
+    """``<key>.npy`` then ``<key>.json`` in ``folder``, each atomically (an entry is complete once its JSON is
+    there); returns the array's path. A failed write names the cache's folder options."""
+    array_path = folder / f"{key}.npy"
+    try:
+        with atomic_open(array_path) as f:
+            np.save(f, array)
+        write_text(folder / f"{key}.json", json.dumps(meta))
+    except WriteError as e:  # the cache's problem, not the image's: stop with where to put the cache
+        raise WriteError(e.filename, e, CACHE_HINT) from None
+    return array_path
+
+
 class LetterboxCache:
     """Letterboxed greyscale copies of original images at one ``image_size`` ``(H, W)``, under ``root``."""
 
@@ -95,20 +108,13 @@ class LetterboxCache:
         data = read_bytes(source)
         image = decode_grey(data, source)
         letterbox = Letterbox(image.shape[:2], self.image_size)
-        key = self.key(source)
-        array_path = self.folder / f"{key}.npy"
         meta = {
             "source": str(source),
             "source_size": list(image.shape[:2]),
             "content_hash": hashlib.sha256(data).hexdigest(),
             "version": CACHE_VERSION,
         }
-        try:
-            with atomic_open(array_path) as f:
-                np.save(f, letterbox.apply(image))
-            write_text(self.folder / f"{key}.json", json.dumps(meta))
-        except WriteError as e:  # the cache's problem, not the image's: stop with where to put the cache
-            raise WriteError(e.filename, e, CACHE_HINT) from None
+        array_path = write_entry(self.folder, self.key(source), letterbox.apply(image), meta)
         return CacheEntry(array_path, tuple(image.shape[:2]), self.image_size, meta["content_hash"])
 
     def _entry(self, source: Path) -> tuple[CacheEntry, bool]:
@@ -199,10 +205,8 @@ class PatchScaleCache:
         scaled = rescale.apply(image)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            with atomic_open(array_path) as f:
-                np.save(f, scaled)
-            write_text(meta_path, json.dumps({"source": str(source), "source_size": list(image.shape[:2]),
-                                              "spacing_mm": record.spacing_mm, "version": CACHE_VERSION}))
-        except OSError as e:  # the cache's problem, not the image's: stop with where to put the cache
-            raise WriteError(getattr(e, "filename", None) or self.folder, e, CACHE_HINT) from None
+        except OSError as e:
+            raise WriteError(self.folder, e, CACHE_HINT) from None
+        write_entry(self.folder, key, scaled, {"source": str(source), "source_size": list(image.shape[:2]),
+                                               "spacing_mm": record.spacing_mm, "version": CACHE_VERSION})
         return scaled, rescale, True

@@ -56,5 +56,9 @@ class DataOptions:
                            fold=tuple(map(int, self.fold.split("/"))) if self.fold else None,
                            cache_dir=Path(self.cache_dir) if self.cache_dir else None)
 
+    def cache_root(self) -> Path:
+        """``--cache_dir``, else the default cache folder: the root of every cache of preprocessed images."""
+        return Path(self.cache_dir) if self.cache_dir else default_cache_dir()
+
     def letterbox_cache(self) -> LetterboxCache:
-        return LetterboxCache(Path(self.cache_dir) if self.cache_dir else default_cache_dir(), self.image_size)
+        return LetterboxCache(self.cache_root(), self.image_size)
