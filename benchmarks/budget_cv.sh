@@ -12,7 +12,7 @@ arm() { name=$1; shift
   echo "=== $name start $(date -Is)"
   PYTHONPATH=src python benchmarks/cross_validation.py --dataset_path ../shared/data/isbi2015-train/landmarks.csv \
     --folds 5 --out "$OUT/$name" -- $COMMON "$@" > "$OUT/$name.log" 2>&1
-  echo "=== $name end $(date -Is) rc=$?"; }
+  rc=$?; echo "=== $name end $(date -Is) rc=$rc"; }
 for a in "$@"; do
   case $a in
     refine256) arm refine256 --image_size 256 256 --refine ;;
@@ -25,6 +25,11 @@ for a in "$@"; do
     # the same flags after a code change (the arm's name says which), e.g. per-landmark refinement:
     refine256-perlandmark) arm refine256-perlandmark --image_size 256 256 --refine ;;
     refine256-perlandmark-g67) arm refine256-perlandmark-g67 --image_size 256 256 --refine --global_share 0.67 ;;
+    # the local stage's options at the default split (per-landmark refinement):
+    refine256-mm04) arm refine256-mm04 --image_size 256 256 --refine --patch_mm 0.4 ;;
+    refine256-mm03) arm refine256-mm03 --image_size 256 256 --refine --patch_mm 0.3 ;;
+    refine256-p96) arm refine256-p96 --image_size 256 256 --refine --patch_size 96 ;;
+    refine256-w18) arm refine256-w18 --image_size 256 256 --refine --local_model hrnet_w18 ;;
     *) echo "unknown arm $a" ;;
   esac
 done
