@@ -3,7 +3,10 @@ over its folds, fold by fold, SDR@2mm pooled, the worst landmarks, and whether t
 of issue 14: mean MRE at least 0.1 mm below the best global-only arm, no landmark more than 0.1 mm worse, and
 gonion, porion and articulare better.
 
-    PYTHONPATH=src python benchmarks/budget_cv_table.py /work/cv-sweeps/*/cv.json
+    PYTHONPATH=src python benchmarks/budget_cv_table.py /work/cv-sweeps/*/cv.json [--reference ARM]
+
+``--reference ARM`` adds each arm's fold-by-fold (paired) difference from that arm: how options of one stage compare
+with each other, the folds' own difficulty taken out.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ MUST_IMPROVE = ("Go", "Po", "Ar")  # gonion, porion, articulare: the hard low-co
 
 
 def main() -> None:
-    arms = {Path(p).parent.name: json.loads(Path(p).read_text(encoding="utf-8")) for p in sys.argv[1:]}
+    args = sys.argv[1:]
+    reference = args.pop(args.index("--reference") + 1) if "--reference" in args else None
+    args = [a for a in args if a != "--reference"]
+    arms = {Path(p).parent.name: json.loads(Path(p).read_text(encoding="utf-8")) for p in args}
     rows = ["| arm | train flags | MRE mm, mean ± SD over 5 folds | fold MREs | SDR@2mm pooled | Go / Po / Ar mm |",
             "|---|---|---:|---|---:|---|"]
     for name, cv in arms.items():
@@ -33,6 +39,8 @@ def main() -> None:
     print("\n| landmark | " + " | ".join(arms) + " |\n|---|" + "---:|" * len(arms))
     for n in names:
         print(f"| {n} | " + " | ".join(f"{cv['per_landmark_mre_mm'][n]:.2f}" for cv in arms.values()) + " |")
+    if reference:
+        paired(arms, reference)
     global_only = {n: cv for n, cv in arms.items() if "--refine" not in cv["train_args"]}
     if not global_only:
         return
@@ -50,6 +58,18 @@ def main() -> None:
         print(f"{name}: {gain:+.3f} mm better than {best_name} (per fold " + " ".join(f"{g:+.3f}" for g in fold_gain)
               + f"); worst landmark change {worst} {change[worst]:+.2f} mm; Go/Po/Ar "
               + " / ".join(f"{change[n]:+.2f}" for n in MUST_IMPROVE) + f" -> {'WINS' if wins else 'does not win'}")
+
+
+def paired(arms: dict, reference: str) -> None:
+    """Each arm against ``reference`` fold by fold: the MRE difference (negative: better), mean ± SD over folds."""
+    ref = arms[reference]
+    print(f"\n| arm | MRE minus {reference}'s, fold by fold (mm) | mean ± SD | folds better |\n|---|---|---:|---:|")
+    for name, cv in arms.items():
+        if name == reference:
+            continue
+        diff = np.array([f["mre_mm"] - r["mre_mm"] for f, r in zip(cv["folds"], ref["folds"])])
+        print(f"| {name} | " + " ".join(f"{d:+.3f}" for d in diff) + f" | {diff.mean():+.3f} ± {diff.std(ddof=1):.3f}"
+              f" | {int((diff < 0).sum())} of {len(diff)} |")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import torch
 import cephalo.engine.budget as budget
 import cephalo.engine.trainer as trainer
 from cephalo.checks import duration_seconds, format_duration
-from cephalo.engine.budget import planned_updates
+from cephalo.engine.budget import epochs_text, planned_updates
 from cephalo.engine.checkpoint import load_checkpoint
 from cephalo.engine.config import load_config_file, parse_args
 from cephalo.engine.loop import train_one_epoch
@@ -52,12 +52,23 @@ def test_the_flag_and_a_config_file_take_durations(tmp_path, capsys):
         load_config_file(tmp_path / "bad.json")
 
 
-def test_the_plan_is_whole_epochs_that_fit_the_time_left():
-    # 100 s budget, 10 s gone, 1 s per update, 5 updates per epoch: (95 - 10) // 5 = 17 more epochs
-    assert planned_updates(100, 10, 1.0, 5) == 5 * 18
-    assert planned_updates(100, 10, 1.0, 5, max_updates=40) == 40
-    assert planned_updates(100, 99, 1.0, 5) == 5  # no time left: the first epoch is the run
-    assert planned_updates(100, 10, 1.0, 5, margin=0.0) == 5 * 19
+def test_the_plan_is_the_epochs_that_fit_the_time_left_then_part_of_one():
+    # 100 s budget (95 s usable), 10 s gone, 1 s per update, 5 updates per epoch, nothing else: 17 more epochs
+    assert planned_updates(100, 10, 1.0, 0.0, 5) == 5 * 18
+    assert planned_updates(100, 10, 1.0, 0.0, 5, max_updates=40) == 40
+    assert planned_updates(100, 99, 1.0, 0.0, 5) == 5  # no time left: the first epoch is the run
+    assert planned_updates(100, 10, 1.0, 0.0, 5, margin=0.0) == 5 * 19
+    # + 1 s of validation per epoch (6 s an epoch): 85 s = 14 epochs (84 s), and the 1 s left pays no validation
+    assert planned_updates(100, 10, 1.0, 1.0, 5) == 5 * 15
+    # 88 s: 14 epochs, then 3 updates of one more and its validation
+    assert planned_updates(100, 7, 1.0, 1.0, 5) == 5 * 15 + 3
+    # 0.45 s left at 0.1 s per update: 4 updates of a second epoch
+    assert planned_updates(100, 94.55, 0.1, 0.0, 5) == 5 + 4
+
+
+def test_epochs_text():
+    assert [epochs_text(n, 5) for n in (5, 10, 12, 6)] == ["1 epoch", "2 epochs", "2 epochs + 2 updates",
+                                                           "1 epoch + 1 update"]
 
 
 def test_a_budgeted_run_ends_within_the_budget_with_its_schedule_run_to_the_end(tiny_config, capsys):
@@ -69,7 +80,8 @@ def test_a_budgeted_run_ends_within_the_budget_with_its_schedule_run_to_the_end(
     state = load_checkpoint(f"{tiny_config.output_dir}/run/last.pt")
     planned = state["progress"]["planned_updates"]
     assert planned > 2 * 4 and state["updates"] == planned  # several epochs of 4 updates, all of the plan done
-    assert f"-> {planned // 4} epochs, {planned} updates" in out and "time budget: 8 s for the whole run" in out
+    assert state["epoch"] == -(-planned // 4)  # a partial last epoch counts as one
+    assert f"-> {epochs_text(planned, 4)}, {planned} updates" in out and "time budget: 8 s for the whole run" in out
     assert elapsed <= seconds + result.metrics["val_seconds"] + 1.0  # within the budget plus one validation
     assert state["metrics"]["lr"] == pytest.approx(tiny_config.lr * tiny_config.min_lr_ratio, rel=1e-3)
 
@@ -82,7 +94,8 @@ def test_a_budget_shorter_than_the_first_epoch_stops_at_it_and_validates(tiny_co
 
 
 def test_resume_in_a_budgeted_run_keeps_the_plan_and_gives_the_same_weights(tiny_config, monkeypatch):
-    monkeypatch.setattr(budget, "planned_updates", lambda *args, **kwargs: 3 * 4)  # the clock, made repeatable
+    # the clock, made repeatable: 3 epochs of 4 updates and 2 updates of a fourth
+    monkeypatch.setattr(budget, "planned_updates", lambda *args, **kwargs: 3 * 4 + 2)
     torch.manual_seed(0)
     model = TinyHeatmapNet()
     full = dataclasses.replace(tiny_config, time_budget=3600, use_ema=True, run_name="full")
@@ -97,12 +110,37 @@ def test_resume_in_a_budgeted_run_keeps_the_plan_and_gives_the_same_weights(tiny
 
     a = load_checkpoint(f"{tiny_config.output_dir}/full/last.pt")
     b = load_checkpoint(f"{tiny_config.output_dir}/part/last.pt")
-    assert a["updates"] == b["updates"] == 12 and a["epoch"] == b["epoch"] == 3
+    assert a["updates"] == b["updates"] == 14 and a["epoch"] == b["epoch"] == 4
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)
     for key in a["ema"]["module"]:
         torch.testing.assert_close(a["ema"]["module"][key], b["ema"]["module"][key], rtol=0, atol=0)
     assert a["metrics"]["lr"] == pytest.approx(tiny_config.lr * tiny_config.min_lr_ratio)  # the planned schedule
+
+    # stopped after the plan's last update, before the partial epoch's end (its validation): the resumed run only
+    # ends that epoch, it trains no further update
+    real_validate = trainer.validate
+    calls = []
+
+    def stop_at_the_fourth_validation(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "validate", stop_at_the_fourth_validation)
+    monkeypatch.setattr(budget, "planned_updates", lambda *args, **kwargs: 3 * 4 + 2)
+    late = dataclasses.replace(full, run_name="late", recovery_interval=14)
+    with pytest.raises(KeyboardInterrupt):
+        fit(late, copy.deepcopy(model))
+    assert load_checkpoint(f"{tiny_config.output_dir}/late/recovery.pt")["updates"] == 14
+    monkeypatch.setattr(trainer, "validate", real_validate)
+    monkeypatch.setattr(budget, "planned_updates", lambda *args, **kwargs: pytest.fail("a resumed run re-planned"))
+    fit(dataclasses.replace(late, resume=f"{tiny_config.output_dir}/late/recovery.pt"), TinyHeatmapNet())
+    c = load_checkpoint(f"{tiny_config.output_dir}/late/last.pt")
+    assert c["updates"] == 14 and c["epoch"] == 4
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], c["model"][key], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("budget_s, given, size", [(30.0, {"time_budget"}, (32, 32)), (600.0, {"time_budget"}, (64, 64)),

@@ -1,11 +1,12 @@
 """``--time_budget``: a run that ends within a wall-clock time.
 
 The first epoch runs as usual (its learning rate is the warm-up's, which does not depend on the run's length).
-After it, its measured cost -- training, validation and checkpoints, per update, the first compiled update left out
--- turns the time left into a whole number of epochs; that plan is stored in :class:`~cephalo.engine.progress.
-Progress` (so in every checkpoint) and the cosine schedule is rebuilt over it. A resumed run reads the plan and
-never measures again, so it ends with the weights of an uninterrupted run. Should the first epoch alone outlast the
-budget, the run stops at the budget and validates what it has.
+After it, its measured cost -- the training per update (the first compiled update left out), and the validation
+and checkpoints that every epoch pays once -- turns the time left into a number of updates: whole epochs, then the
+part of one more that still fits with its validation (the run stops there, mid-epoch, and validates). That plan is
+stored in :class:`~cephalo.engine.progress.Progress` (so in every checkpoint) and the cosine schedule is rebuilt
+over it. A resumed run reads the plan and never measures again, so it ends with the weights of an uninterrupted
+run. Should the first epoch alone outlast the budget, the run stops at the budget and validates what it has.
 """
 
 from __future__ import annotations
@@ -30,14 +31,24 @@ def image_size_for(budget_s: float) -> tuple[int, int]:
     return next(size for up_to, size in BUDGET_IMAGE_SIZES if budget_s <= up_to)
 
 
-def planned_updates(budget_s: float, elapsed_s: float, update_s: float, updates_per_epoch: int,
-                    max_updates: int | None = None, margin: float = MARGIN) -> int:
-    """Updates of the whole run, after its first epoch: that epoch's, plus as many more whole epochs as fit in the
-    budget (less ``margin``) at ``update_s`` seconds per update (validation and checkpoints included)."""
+def planned_updates(budget_s: float, elapsed_s: float, update_s: float, epoch_fixed_s: float,
+                    updates_per_epoch: int, max_updates: int | None = None, margin: float = MARGIN) -> int:
+    """Updates of the whole run, after its first epoch: that epoch's, as many more whole epochs as fit in the budget
+    (less ``margin``) at ``update_s`` seconds of training per update plus ``epoch_fixed_s`` per epoch (validation,
+    checkpoints), then the updates of a last partial epoch that fit with its own validation."""
     spare = budget_s * (1.0 - margin) - elapsed_s
-    more = max(0, math.floor(spare / max(update_s * updates_per_epoch, 1e-9)))
-    total = updates_per_epoch * (1 + more)
+    epoch_s = max(update_s * updates_per_epoch + epoch_fixed_s, 1e-9)
+    more = max(0, math.floor(spare / epoch_s))
+    left = spare - more * epoch_s - epoch_fixed_s
+    partial = min(updates_per_epoch - 1, max(0, math.floor(left / max(update_s, 1e-9))))
+    total = updates_per_epoch * (1 + more) + partial
     return min(total, max_updates) if max_updates else total
+
+
+def epochs_text(updates: int, updates_per_epoch: int) -> str:
+    """``updates`` in epochs, for a person: "1 epoch", "5 epochs", "5 epochs + 12 updates"."""
+    whole, part = divmod(updates, updates_per_epoch)
+    return f"{whole} epoch{'s' if whole != 1 else ''}" + (f" + {part} update{'s' if part != 1 else ''}" if part else "")
 
 
 def set_schedule_length(t: Training, total_updates: int) -> None:
@@ -66,25 +77,33 @@ class Budget:
         return self.planning and time.perf_counter() - self.started >= self.seconds
 
     def epochs(self, t: Training, epochs: int) -> float:
-        """How many epochs the run has: ``--epochs``, unknown (inf) until planned, then the plan's."""
+        """How many epochs the run has (the last may be partial): ``--epochs``, unknown (inf) until planned, then the
+        plan's."""
         if self.seconds is None:
             return epochs
         return math.inf if self._planned is None else math.ceil(self._planned / t.updates_per_epoch)
+
+    def reached(self, progress: Progress) -> bool:
+        """The plan's last update is done (mid-epoch when the last epoch is partial)."""
+        return self._planned is not None and progress.updates >= self._planned
 
     def plan(self, t: Training, progress: Progress, metrics: dict) -> str | None:
         """After the first epoch: fix the run's updates in ``progress`` and the schedule; returns what it decided."""
         if not self.planning:
             return None
         now = time.perf_counter()
-        span = now - self.loop_started - metrics.get("compile_seconds", 0.0)
-        update_s = span / max(1, progress.updates - self.updates_at_start)
-        total = planned_updates(self.seconds, now - self.started, update_s, t.updates_per_epoch,
+        # the epoch's train_seconds leave the first compiled update out (engine/stats.py); the rest is validation,
+        # checkpoints and the log
+        update_s = metrics["train_seconds"] / max(1, progress.updates - self.updates_at_start)
+        fixed_s = max(0.0, now - self.loop_started - metrics.get("compile_seconds", 0.0) - metrics["train_seconds"])
+        total = planned_updates(self.seconds, now - self.started, update_s, fixed_s, t.updates_per_epoch,
                                 t.config.max_updates)
         total = min(all_gather(total, t.dist))  # every rank measured its own clock; all take the shortest plan
         progress.planned_updates = self._planned = total
         set_schedule_length(t, total)
-        epochs = math.ceil(total / t.updates_per_epoch)
-        ends = now - self.started + (total - progress.updates) * update_s
-        return (f"time budget {format_duration(self.seconds)}: {format_duration(update_s * t.updates_per_epoch)} "
-                f"per epoch (training, validation, checkpoints) -> {epochs} epoch{'s' if epochs > 1 else ''}, {total} "
-                f"updates, the run ending after about {format_duration(ends)}")
+        left = total - progress.updates
+        ends = now - self.started + left * update_s + math.ceil(left / t.updates_per_epoch) * fixed_s
+        return (f"time budget {format_duration(self.seconds)}: {format_duration(update_s * t.updates_per_epoch)} of "
+                f"training per epoch + {format_duration(fixed_s)} of validation and checkpoints -> "
+                f"{epochs_text(total, t.updates_per_epoch)}, {total} updates, the run ending after about "
+                f"{format_duration(ends)}")

@@ -32,7 +32,7 @@ from cephalo.codec.patches import PatchGeometry
 from cephalo.console import progress_bar
 from cephalo.device import resolve_device
 from cephalo.engine.augment import AugmentConfig
-from cephalo.engine.budget import planned_updates
+from cephalo.engine.budget import epochs_text, planned_updates
 from cephalo.engine.checkpoint import (
     GLOBAL,
     LOCAL,
@@ -220,15 +220,17 @@ def build_local(config: TrainConfig, global_checkpoint: Path | str) -> LocalRun:
 
 
 def local_epoch(r: LocalRun, progress: LocalProgress) -> dict:
-    """One epoch over the training images in a seeded order; returns its loss and speed."""
+    """One epoch over the training images in a seeded order, or its first part when a budget's plan ends in it;
+    returns its loss and speed."""
     c, start = r.config, time.perf_counter()
     r.model.train()
     order = torch.randperm(len(r.train), generator=torch.Generator().manual_seed(c.seed * 100003
                                                                                         + progress.epoch))
     augment_cfg = AugmentConfig.for_level(AUGMENTATION)
-    loss_sum = torch.zeros((), device=r.device)
-    for rows in progress_bar(order.split(c.local_batch), desc=f"local epoch {progress.epoch + 1}", unit="batch",
-                             enabled=c.progress):
+    loss_sum, seen = torch.zeros((), device=r.device), 0
+    bar = progress_bar(order.split(c.local_batch), desc=f"local epoch {progress.epoch + 1}", unit="batch",
+                       enabled=c.progress)
+    for rows in bar:
         jitter = draw_jitter(r.jitter_pool, len(rows))
         jitter = jitter + torch.randn(jitter.shape, device=r.device) * EXTRA_JITTER_MM
         x, points = local_inputs(r.train.images(rows), r.train.spacing_mm[rows], r.train.landmarks[rows], jitter,
@@ -244,11 +246,14 @@ def local_epoch(r: LocalRun, progress: LocalProgress) -> dict:
             progress.updates += 1
         r.scaler.update()
         r.optimizer.zero_grad(set_to_none=True)
-        loss_sum += loss.detach() * len(rows)
+        loss_sum, seen = loss_sum + loss.detach() * len(rows), seen + len(rows)
+        if progress.planned_updates and progress.updates >= progress.planned_updates:  # a partial last epoch
+            break
+    bar.close()
     progress.epoch += 1
     seconds = time.perf_counter() - start
-    return {"epoch": progress.epoch, "stage": LOCAL, "train_loss": float(loss_sum) / len(r.train),
-            "images_per_s": len(r.train) / seconds, "train_seconds": seconds}
+    return {"epoch": progress.epoch, "stage": LOCAL, "train_loss": float(loss_sum) / max(seen, 1),
+            "images_per_s": seen / seconds, "train_seconds": seconds}
 
 
 def fit_local(config: TrainConfig, global_checkpoint: Path | str, run_dir: Path, budget_s: float | None = None,
@@ -294,12 +299,15 @@ def fit_local(config: TrainConfig, global_checkpoint: Path | str, run_dir: Path,
               f"{metrics['val_sdr_2mm']:.1f} %{_kept_global(r, metrics)}", flush=True)
         if budget_s is not None and not progress.planned_updates:  # the first epoch measured whole
             now = time.perf_counter()
-            update_s = (now - loop_start) / max(1, progress.updates - updates_at_start)
-            progress.planned_updates = planned_updates(budget_s, now - started, update_s, r.updates_per_epoch)
+            update_s = metrics["train_seconds"] / max(1, progress.updates - updates_at_start)
+            fixed_s = max(0.0, now - loop_start - metrics["train_seconds"])  # validation, checkpoints
+            progress.planned_updates = planned_updates(budget_s, now - started, update_s, fixed_s,
+                                                       r.updates_per_epoch)
             _set_length(r, progress.planned_updates)
             _save(last_path, state_now(metrics))
-            print(f"local stage time budget {format_duration(budget_s)}: "
-                  f"{format_duration(update_s * r.updates_per_epoch)} per epoch -> {epochs()} epochs")
+            print(f"local stage time budget {format_duration(budget_s)}: {format_duration(update_s * r.updates_per_epoch)}"
+                  f" of training per epoch + {format_duration(fixed_s)} of validation and checkpoints -> "
+                  f"{epochs_text(progress.planned_updates, r.updates_per_epoch)}", flush=True)
     _report_best(r, tracker, run_dir)
     return tracker
 

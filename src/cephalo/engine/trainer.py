@@ -140,11 +140,13 @@ def train_epochs(t: Training, progress: Progress, result: FitResult, log: RunLog
                                        "epoch; what was trained is validated and kept")
         elif save_now:
             writer.recovery(p, tracker, result.metrics)
-        return tracker.stopped_because is not None
+        # a budget's last epoch can be partial: it ends at the plan's last update, then validates as usual
+        return tracker.stopped_because is not None or budget.reached(p)
 
     while progress.epoch < budget.epochs(t, c.epochs) and not tracker.stopped_because:
         start, seen = time.perf_counter(), progress.seen
-        if not train_one_epoch(t, progress, after_update) and result.interrupted:
+        # a run resumed after the plan's last update (stopped before its end of epoch) has only that end left
+        if not budget.reached(progress) and not train_one_epoch(t, progress, after_update) and result.interrupted:
             writer.save("recovery.pt", progress, tracker, result.metrics)
             return
         result.metrics = epoch_stats(progress, t, time.perf_counter() - start, progress.seen - seen)
