@@ -121,17 +121,23 @@ class CheckpointedBackbone(nn.Module):
         self.checkpointing = enable
 
 
+def raise_on_call(fn, n: int, error: type[BaseException] = KeyboardInterrupt):
+    """A stand-in for ``fn`` that raises ``error`` (Ctrl+C by default) at its ``n``-th call and calls ``fn`` at the
+    others (patch it in with monkeypatch)."""
+    calls = []
+
+    def stand_in(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            raise error
+        return fn(*args, **kwargs)
+
+    return stand_in
+
+
 def interrupted_at_epoch(epoch: int):
     """A stand-in for ``cephalo.engine.trainer.train_one_epoch`` that stops like Ctrl+C when this process starts
     its ``epoch``-th epoch (patch it in with monkeypatch; the real one runs the others)."""
     from cephalo.engine.loop import train_one_epoch
 
-    calls = []
-
-    def interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == epoch:
-            raise KeyboardInterrupt
-        return train_one_epoch(*args, **kwargs)
-
-    return interrupted
+    return raise_on_call(train_one_epoch, epoch)

@@ -16,7 +16,7 @@ from cephalo.engine.checkpoint import load_checkpoint
 from cephalo.engine.config import load_config_file, parse_args
 from cephalo.engine.loop import train_one_epoch
 from cephalo.engine.trainer import fit
-from tests.helpers import TinyHeatmapNet, interrupted_at_epoch
+from tests.helpers import TinyHeatmapNet, interrupted_at_epoch, raise_on_call
 
 
 @pytest.mark.parametrize("word, seconds", [("90s", 90), ("25m", 1500), ("8h", 28800), ("1h30m", 5400),
@@ -120,15 +120,7 @@ def test_resume_in_a_budgeted_run_keeps_the_plan_and_gives_the_same_weights(tiny
     # stopped after the plan's last update, before the partial epoch's end (its validation): the resumed run only
     # ends that epoch, it trains no further update
     real_validate = trainer.validate
-    calls = []
-
-    def stop_at_the_fourth_validation(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return real_validate(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "validate", stop_at_the_fourth_validation)
+    monkeypatch.setattr(trainer, "validate", raise_on_call(real_validate, 4))  # the partial epoch's validation
     monkeypatch.setattr(budget, "planned_updates", lambda *args, **kwargs: 3 * 4 + 2)
     late = dataclasses.replace(full, run_name="late", recovery_interval=14)
     with pytest.raises(KeyboardInterrupt):

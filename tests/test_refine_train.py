@@ -19,7 +19,7 @@ from cephalo.inference.inputs import resolve_inputs
 from cephalo.inference.outputs import predict_to_folder
 from cephalo.inference.torch_predictor import TorchPredictor
 from cephalo.models.registry import register_model, unregister
-from tests.helpers import TinyBackbone, TinyHead, interrupted_at_epoch, write_csv_dataset
+from tests.helpers import TinyBackbone, TinyHead, interrupted_at_epoch, raise_on_call, write_csv_dataset
 
 
 class TinyUpHead(nn.Module):
@@ -57,15 +57,8 @@ def config(tmp_path, monkeypatch):
 def interrupted_in_local_epoch_2(config: TrainConfig, monkeypatch) -> None:
     """Train ``config`` from seed 0 and stop it like Ctrl+C at its 5th local update: the first of local epoch 2
     (8 training images / 2 per update: 4 updates per local epoch)."""
-    calls, real_loss = [], local_fit.local_loss
-
-    def stop_at_the_fifth(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        return real_loss(*args, **kwargs)
-
-    monkeypatch.setattr(local_fit, "local_loss", stop_at_the_fifth)
+    real_loss = local_fit.local_loss
+    monkeypatch.setattr(local_fit, "local_loss", raise_on_call(real_loss, 5))
     torch.manual_seed(0)
     with pytest.raises(KeyboardInterrupt):
         train(config)

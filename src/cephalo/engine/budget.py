@@ -45,6 +45,19 @@ def planned_updates(budget_s: float, elapsed_s: float, update_s: float, epoch_fi
     return min(total, max_updates) if max_updates else total
 
 
+def first_epoch_costs(train_s: float, updates: int, epoch_s: float, compile_s: float = 0.0) -> tuple[float, float]:
+    """``(update_s, fixed_s)`` measured over a stage's first epoch of ``epoch_s`` seconds: the seconds of training
+    per update (``train_s`` over ``updates``), and the epoch's rest, less a cold compile's ``compile_s``: validation,
+    checkpoints and the log, which every later epoch pays again."""
+    return train_s / max(1, updates), max(0.0, epoch_s - compile_s - train_s)
+
+
+def plan_text(budget_s: float, update_s: float, fixed_s: float, total: int, updates_per_epoch: int) -> str:
+    """What a plan decided, for the log: "time budget 3 min: 8 s of training per epoch + 2 s of ... -> 17 epochs"."""
+    return (f"time budget {format_duration(budget_s)}: {format_duration(update_s * updates_per_epoch)} of training per "
+            f"epoch + {format_duration(fixed_s)} of validation and checkpoints -> {epochs_text(total, updates_per_epoch)}")
+
+
 def epochs_text(updates: int, updates_per_epoch: int) -> str:
     """``updates`` in epochs, for a person: "1 epoch", "5 epochs", "5 epochs + 12 updates"."""
     whole, part = divmod(updates, updates_per_epoch)
@@ -92,10 +105,9 @@ class Budget:
         if not self.planning:
             return None
         now = time.perf_counter()
-        # the epoch's train_seconds leave the first compiled update out (engine/stats.py); the rest is validation,
-        # checkpoints and the log
-        update_s = metrics["train_seconds"] / max(1, progress.updates - self.updates_at_start)
-        fixed_s = max(0.0, now - self.loop_started - metrics.get("compile_seconds", 0.0) - metrics["train_seconds"])
+        # the epoch's train_seconds leave the first compiled update out (engine/stats.py)
+        update_s, fixed_s = first_epoch_costs(metrics["train_seconds"], progress.updates - self.updates_at_start,
+                                              now - self.loop_started, metrics.get("compile_seconds", 0.0))
         total = planned_updates(self.seconds, now - self.started, update_s, fixed_s, t.updates_per_epoch,
                                 t.config.max_updates)
         total = min(all_gather(total, t.dist))  # every rank measured its own clock; all take the shortest plan
@@ -103,7 +115,5 @@ class Budget:
         set_schedule_length(t, total)
         left = total - progress.updates
         ends = now - self.started + left * update_s + math.ceil(left / t.updates_per_epoch) * fixed_s
-        return (f"time budget {format_duration(self.seconds)}: {format_duration(update_s * t.updates_per_epoch)} of "
-                f"training per epoch + {format_duration(fixed_s)} of validation and checkpoints -> "
-                f"{epochs_text(total, t.updates_per_epoch)}, {total} updates, the run ending after about "
-                f"{format_duration(ends)}")
+        return (f"{plan_text(self.seconds, update_s, fixed_s, total, t.updates_per_epoch)}, {total} updates, the run "
+                f"ending after about {format_duration(ends)}")

@@ -32,7 +32,7 @@ from cephalo.codec.patches import PatchGeometry
 from cephalo.console import progress_bar
 from cephalo.device import resolve_device
 from cephalo.engine.augment import AugmentConfig
-from cephalo.engine.budget import epochs_text, planned_updates
+from cephalo.engine.budget import first_epoch_costs, plan_text, planned_updates
 from cephalo.engine.checkpoint import (
     GLOBAL,
     LOCAL,
@@ -299,15 +299,14 @@ def fit_local(config: TrainConfig, global_checkpoint: Path | str, run_dir: Path,
               f"{metrics['val_sdr_2mm']:.1f} %{_kept_global(r, metrics)}", flush=True)
         if budget_s is not None and not progress.planned_updates:  # the first epoch measured whole
             now = time.perf_counter()
-            update_s = metrics["train_seconds"] / max(1, progress.updates - updates_at_start)
-            fixed_s = max(0.0, now - loop_start - metrics["train_seconds"])  # validation, checkpoints
+            update_s, fixed_s = first_epoch_costs(metrics["train_seconds"], progress.updates - updates_at_start,
+                                                  now - loop_start)
             progress.planned_updates = planned_updates(budget_s, now - started, update_s, fixed_s,
                                                        r.updates_per_epoch)
             _set_length(r, progress.planned_updates)
             _save(last_path, state_now(metrics))
-            print(f"local stage time budget {format_duration(budget_s)}: {format_duration(update_s * r.updates_per_epoch)}"
-                  f" of training per epoch + {format_duration(fixed_s)} of validation and checkpoints -> "
-                  f"{epochs_text(progress.planned_updates, r.updates_per_epoch)}", flush=True)
+            print(f"local stage {plan_text(budget_s, update_s, fixed_s, progress.planned_updates, r.updates_per_epoch)}",
+                  flush=True)
     _report_best(r, tracker, run_dir)
     return tracker
 
