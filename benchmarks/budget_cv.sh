@@ -23,6 +23,7 @@ for a in "$@"; do
     # a coarser global stage: it only has to land within the patch, and buys more epochs for the hard landmarks
     refine192) arm refine192 --image_size 192 192 --refine ;;
     refine160) arm refine160 --image_size 160 160 --refine ;;
+    refine128) arm refine128 --image_size 128 128 --refine ;;
     refine256-g67) arm refine256-g67 --image_size 256 256 --refine --global_share 0.67 ;;
     refine256-g33) arm refine256-g33 --image_size 256 256 --refine --global_share 0.33 ;;
     # the same flags after a code change (the arm's name says which), e.g. per-landmark refinement:
