@@ -11,7 +11,7 @@ import torch
 import cephalo.engine.budget as budget
 import cephalo.engine.trainer as trainer
 from cephalo.checks import duration_seconds, format_duration
-from cephalo.engine.budget import epochs_text, planned_updates
+from cephalo.engine.budget import epochs_text, first_epoch_costs, planned_updates
 from cephalo.engine.checkpoint import load_checkpoint
 from cephalo.engine.config import load_config_file, parse_args
 from cephalo.engine.loop import train_one_epoch
@@ -64,6 +64,12 @@ def test_the_plan_is_the_epochs_that_fit_the_time_left_then_part_of_one():
     assert planned_updates(100, 7, 1.0, 1.0, 5) == 5 * 15 + 3
     # 0.45 s left at 0.1 s per update: 4 updates of a second epoch
     assert planned_updates(100, 94.55, 0.1, 0.0, 5) == 5 + 4
+
+
+def test_first_epoch_costs_split_training_from_the_rest():
+    # 10 s of training over 5 updates in a 13 s epoch whose cold compile took 1 s: 2 s per update, 2 s of the rest
+    assert first_epoch_costs(10.0, 5, 13.0, compile_s=1.0) == (2.0, 2.0)
+    assert first_epoch_costs(10.0, 0, 9.0) == (10.0, 0.0)  # no update counted, a clock read early: never negative
 
 
 def test_epochs_text():
@@ -135,16 +141,23 @@ def test_resume_in_a_budgeted_run_keeps_the_plan_and_gives_the_same_weights(tiny
         torch.testing.assert_close(a["model"][key], c["model"][key], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("budget_s, given, size", [(30.0, {"time_budget"}, (32, 32)), (600.0, {"time_budget"}, (64, 64)),
-                                                   (600.0, {"time_budget", "image_size"}, (48, 48))])
+@pytest.mark.parametrize("budget_s, given, refine, size", [(30.0, {"time_budget"}, False, (32, 32)),
+                                                           (600.0, {"time_budget"}, False, (64, 64)),
+                                                           (600.0, {"time_budget", "image_size"}, False, (48, 48)),
+                                                           (30.0, {"time_budget"}, True, (16, 16)),
+                                                           (600.0, {"time_budget"}, True, (40, 40)),
+                                                           (600.0, {"time_budget", "image_size"}, True, (48, 48))])
 def test_a_budget_without_image_size_takes_the_size_measured_for_it(tiny_config, monkeypatch, capsys, budget_s,
-                                                                    given, size):
+                                                                    given, refine, size):
     import cephalo.engine.stages as stages
 
     monkeypatch.setattr(budget, "BUDGET_IMAGE_SIZES", ((60.0, (32, 32)), (float("inf"), (64, 64))))
+    monkeypatch.setattr(budget, "REFINE_IMAGE_SIZES", ((60.0, (16, 16)), (float("inf"), (40, 40))))
     seen = []
+    # the global stage only: an interrupted one ends the run before its local stage
     monkeypatch.setattr(stages, "fit", lambda config, given=None: seen.append(config.image_size)
-                        or trainer.FitResult(config.output_dir, None))
-    stages.train(dataclasses.replace(tiny_config, image_size=(48, 48), time_budget=budget_s), given=given)
+                        or trainer.FitResult(config.output_dir, None, interrupted="SIGINT"))
+    stages.train(dataclasses.replace(tiny_config, image_size=(48, 48), time_budget=budget_s, refine=refine),
+                 given=given)
     assert seen == [size]
     assert ("global input" in capsys.readouterr().out) == ("image_size" not in given)

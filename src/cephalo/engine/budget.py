@@ -22,13 +22,16 @@ from cephalo.engine.setup import Training
 
 MARGIN = 0.05  # of the budget kept free: later epochs can run a little slower than the measured one
 # --time_budget without --image_size: the global input size measured best at that budget, as (budgets up to this
-# many seconds, size), in order (benchmarks/budget_cv.md: 5-fold CV on a 2-core CPU)
+# many seconds, size), in order (benchmarks/budget_cv.md: 5-fold CV on a 2-core CPU); one stage, and the global
+# stage of a --refine run, which only has to land each landmark within its patch: there 128²-192² tied at 6 min
+# (160² lowest) and all beat 256², whose epochs cost twice 160²'s
 BUDGET_IMAGE_SIZES: tuple[tuple[float, tuple[int, int]], ...] = ((math.inf, (256, 256)),)
+REFINE_IMAGE_SIZES: tuple[tuple[float, tuple[int, int]], ...] = ((math.inf, (160, 160)),)
 
 
-def image_size_for(budget_s: float) -> tuple[int, int]:
+def image_size_for(budget_s: float, refine: bool = False) -> tuple[int, int]:
     """The global input size ``(H, W)`` for a run of ``budget_s`` seconds when ``--image_size`` is not given."""
-    return next(size for up_to, size in BUDGET_IMAGE_SIZES if budget_s <= up_to)
+    return next(size for up_to, size in (REFINE_IMAGE_SIZES if refine else BUDGET_IMAGE_SIZES) if budget_s <= up_to)
 
 
 def planned_updates(budget_s: float, elapsed_s: float, update_s: float, epoch_fixed_s: float,

@@ -52,9 +52,10 @@ def _budget_image_size(config: TrainConfig, given: set[str] | None) -> TrainConf
     """A new ``--time_budget`` run whose ``--image_size`` was not given gets the size measured best at its budget."""
     if config.time_budget is None or given is None or "image_size" in given or config.resume or config.refine_from:
         return config
-    size = image_size_for(config.time_budget)
+    size = image_size_for(config.time_budget, config.refine)
     print(f"time budget {format_duration(config.time_budget)}: global input {size[0]}x{size[1]}, the size measured "
-          f"best at this budget (benchmarks/budget_cv.md); --image_size sets another")
+          f"best at this budget{' under a local stage' if config.refine else ''} (benchmarks/budget_cv.md); "
+          f"--image_size sets another")
     return dataclasses.replace(config, image_size=size)
 
 
