@@ -121,15 +121,15 @@ class CheckpointedBackbone(nn.Module):
         self.checkpointing = enable
 
 
-def raise_on_call(fn, n: int, error: type[BaseException] = KeyboardInterrupt):
-    """A stand-in for ``fn`` that raises ``error`` (Ctrl+C by default) at its ``n``-th call and calls ``fn`` at the
-    others (patch it in with monkeypatch)."""
+def raise_on_call(fn, n: int):
+    """A stand-in for ``fn`` that stops like Ctrl+C at its ``n``-th call and calls ``fn`` at the others (patch it in
+    with monkeypatch)."""
     calls = []
 
     def stand_in(*args, **kwargs):
         calls.append(1)
         if len(calls) == n:
-            raise error
+            raise KeyboardInterrupt
         return fn(*args, **kwargs)
 
     return stand_in
