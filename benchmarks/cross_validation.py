@@ -2,6 +2,10 @@
 then ``cephalo predict`` of that fold's validation images with the fold's best.pt; the folds' predictions together
 are out-of-fold predictions of every training image (no image predicted by a model that saw it).
 
+With ``--nested``, fold k is held out with ``--test_fold k/n`` instead: the best epoch (and, with ``--refine``, which
+landmarks are refined) is chosen on a seeded ``--val_fraction`` of the other folds, so the held-out fold scores a
+model that no choice was made on.
+
 Writes into ``--out``: ``fold-<k>/`` (the run and its predictions), ``oof_predictions.csv`` (all folds, the CSV
 layout ``cephalo evaluate`` and ``cephalo analyze`` read), ``cv.json`` and ``cv.md`` (per-fold and pooled MRE / SDR).
 
@@ -52,6 +56,8 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0, help="seed of the fold split (and of training)")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--nested", action="store_true",
+                        help="hold each fold out with --test_fold (validation drawn from the other folds)")
     parser.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the cephalo train flags")
     args = parser.parse_args()
     train_args = [a for a in args.train_args if a != "--"]
@@ -60,17 +66,19 @@ def main() -> None:
     for k in range(1, args.folds + 1):
         fold = f"{k}/{args.folds}"
         folder = args.out / f"fold-{k}"
-        data = ["--dataset_path", args.dataset_path, "--fold", fold, "--seed", str(args.seed)]
+        data = ["--dataset_path", args.dataset_path, "--test_fold" if args.nested else "--fold", fold, "--seed",
+                str(args.seed)]
+        held_out = "test" if args.nested else "valid"
         if not (folder / "trained").is_file():  # --resume auto: an interrupted fold goes on where it stopped
             cephalo("train", *data, *train_args, "--output_dir", str(folder), "--run_name", "run", "--no_progress",
                     "--resume", "auto")
             (folder / "trained").write_text("done\n")
         minutes = train_minutes(folder / "run")
-        cephalo("predict", "--checkpoint", str(folder / "run" / "best.pt"), args.dataset_path, "--split", "valid",
-                "--fold", fold, "--seed", str(args.seed), "--out", str(folder / "predictions"), "--no_progress")
+        cephalo("predict", "--checkpoint", str(folder / "run" / "best.pt"), *data[1:], "--split", held_out,
+                "--out", str(folder / "predictions"), "--no_progress")
         names, predicted = read_predictions(folder / "predictions" / "predictions.csv")
-        records = load_records(DatasetSpec(args.dataset_path, seed=args.seed, val_fraction=0.0,
-                                           fold=(k, args.folds)), "valid")
+        records = load_records(DatasetSpec(args.dataset_path, seed=args.seed, **{
+            "test_fold" if args.nested else "fold": (k, args.folds)}), held_out)
         report = score_predictions(records, names, predicted).report
         folds.append({"fold": fold, "images": report["images"], "mre_mm": report["overall"]["mre_mm"],
                       "sdr": report["overall"]["sdr"], "train_minutes": minutes})
@@ -82,12 +90,14 @@ def main() -> None:
     pooled = score_predictions(records, names, {k: rows[k][0] for k in keys}).report
     mres = np.array([f["mre_mm"] for f in folds])
     summary = {"dataset": args.dataset_path, "folds": folds, "train_args": train_args, "seed": args.seed,
+               "nested": args.nested,
                "mre_mm_mean_over_folds": float(mres.mean()), "mre_mm_sd_over_folds": float(mres.std(ddof=1)),
                "pooled": pooled["overall"], "per_landmark_mre_mm": {n: s["mre_mm"] for n, s in
                                                                    pooled["per_landmark"].items()}}
     (args.out / "cv.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     lines = [f"# {args.folds}-fold cross-validation: {args.dataset_path}", "",
-             f"- train flags: `{' '.join(train_args)}` (seed {args.seed})",
+             f"- train flags: `{' '.join(train_args)}` (seed {args.seed})"
+             + ("; nested: each fold held out with --test_fold, validation drawn from the others" if args.nested else ""),
              f"- MRE over folds: **{mres.mean():.3f} ± {mres.std(ddof=1):.3f} mm** (mean ± SD of the fold MREs); "
              f"pooled over all {pooled['images']} out-of-fold images: {pooled['overall']['mre_mm']:.3f} ± "
              f"{pooled['overall']['sd_mm']:.3f} mm, SDR@2mm {pooled['overall']['sdr']['2mm']:.1f} %", "",

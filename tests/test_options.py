@@ -90,3 +90,34 @@ def test_folds_cover_the_training_split_once_and_every_command_reads_the_same_fo
     assert len(seen) == len(set(seen)) == 18  # the 18 non-test rows, each validated exactly once
     with pytest.raises(ValueError, match="--fold and --val_split"):
         build_datasets(parse_args(["--dataset_path", str(csv_path), "--fold", "1/5", "--val_split", "test"]))
+
+
+def test_a_test_fold_is_held_out_from_training_and_validation_and_every_command_reads_it(tmp_path):
+    """Nested cross-validation: fold k is 'test', validation a seeded --val_fraction of the other folds."""
+    csv_path, _ = write_csv_dataset(tmp_path / "data", n=23, size=(80, 60))
+    tested = []
+    for k in range(1, 6):
+        flags = ["--dataset_path", str(csv_path), "--test_fold", f"{k}/5", "--seed", "4", "--val_fraction", "0.25"]
+        train_set, val_set, note = build_datasets(parse_args([*flags, "--no_progress"]))
+        trained, validated = {r.case_id for r in train_set.records}, {r.case_id for r in val_set.records}
+        assert f"test fold {k}/5" in note
+        from cephalo.cli.common import data_options
+
+        args = build_parser().parse_args(["evaluate", *flags, "--split", "test", "--predictions", str(csv_path)])
+        test = {r.case_id for r in load_records(data_options(args).dataset_spec(), "test")}
+        assert not test & (trained | validated) and not trained & validated
+        assert len(trained | validated | test) == 23 and len(validated) == round(0.25 * (23 - len(test)))
+        assert {r.case_id for r in load_records(data_options(args).dataset_spec(), "valid")} == validated
+        tested += sorted(test)
+    assert len(tested) == len(set(tested)) == 23  # every row tested exactly once
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--fold", "1/5", "--test_fold", "2/5"], "--fold and --test_fold both hold out a fold"),
+    (["--test_fold", "1/5", "--test_fraction", "0.2"], "--test_fold and --test_fraction"),
+    (["--test_fold", "1/5", "--val_split", "test"], "--test_fold and --val_split"),
+])
+def test_a_test_fold_with_another_held_out_split_is_an_error(flags, message, tmp_path):
+    csv_path, _ = write_csv_dataset(tmp_path / "data", n=10, size=(80, 60))
+    with pytest.raises(ValueError, match=message):
+        build_datasets(parse_args(["--dataset_path", str(csv_path), *flags, "--no_progress"]))

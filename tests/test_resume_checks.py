@@ -31,6 +31,8 @@ def test_a_flag_that_defines_the_run_is_an_error_even_when_it_is_the_default(run
     assert "was trained with resnet50" in err and "Start a new run" in err
     assert main(["train", "--resume", str(run["dir"]), "--image_size", "128", "128"]) == 2
     assert "--image_size 128 128 (the run in" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run["dir"]), "--test_fold", "1/3"]) == 2  # another split of the data
+    assert "--test_fold 1/3 (the run in" in capsys.readouterr().err
 
 
 def test_a_harmless_flag_is_a_note_and_the_resumable_ones_apply(run, capsys):

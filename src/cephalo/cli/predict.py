@@ -20,7 +20,7 @@ from cephalo.inference.loading import load_predictor
 from cephalo.inference.tta import TestTimeAugmentation
 from cephalo.preprocessing.options import DataOptions
 
-SPLIT_OPTIONS = ("seed", "val_fraction", "test_fraction", "fold")
+SPLIT_OPTIONS = ("seed", "val_fraction", "test_fraction", "fold", "test_fold")
 # the settings measured best by 5-fold CV (benchmarks/tta_cv.md)
 TTA_SHIFT_HEATMAP_PX, TTA_SCALES = 0.5, (0.95, 1.05)  # one-stage models: 7 views of the global stage
 TTA_LOCAL_MM = 0.5  # two-stage models: the local stage also starts 0.5 mm left, right, up and down

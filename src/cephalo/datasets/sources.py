@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cephalo.datasets.csv_dataset import seeded_folds
+from cephalo.datasets.csv_dataset import seeded_folds, seeded_split
 from cephalo.datasets.issues import DataIssue, OnBad, resolve_issues
 from cephalo.datasets.record import LandmarkRecord
 
@@ -50,6 +50,8 @@ class DatasetSpec:
     synthetic_images: tuple[int, int, int] = (48, 16, 16)
     cache_dir: Path | None = None
     fold: tuple[int, int] | None = None  # (k, n): 'valid' is fold k of the training split, 'train' the other folds
+    # (k, n): 'test' is fold k of the training split; 'train' and 'valid' (val_fraction) are drawn from the others
+    test_fold: tuple[int, int] | None = None
 
     @property
     def resolved_format(self) -> str:
@@ -115,26 +117,38 @@ def synthetic_root(spec: DatasetSpec) -> Path:
 
 
 def available_splits(spec: DatasetSpec) -> tuple[str, ...]:
-    """The splits of ``spec``'s format, with ``valid`` (fold k of the training split) under ``spec.fold``."""
+    """The splits of ``spec``'s format, with ``valid`` under ``spec.fold`` and ``valid`` and ``test`` under
+    ``spec.test_fold`` (drawn from the training split)."""
     splits = SPLITS[spec.resolved_format]
-    return splits if not spec.fold or "valid" in splits else (*splits, "valid")
+    drawn = ("valid",) if spec.fold else ("valid", "test") if spec.test_fold else ()
+    return (*splits, *(s for s in drawn if s not in splits))
 
 
 def collect_records(spec: DatasetSpec, split: str) -> tuple[list[LandmarkRecord], list[DataIssue]]:
     """Read one split: every good record and an issue for every bad item (nothing raised for bad items).
 
     With ``spec.fold = (k, n)``, ``train`` and ``valid`` are folds of the dataset's training split (a seeded
-    n-fold split of its records): ``valid`` is fold k, ``train`` the others; every command reading the same
-    options gets the same folds.
+    n-fold split of its records): ``valid`` is fold k, ``train`` the others. With ``spec.test_fold = (k, n)``,
+    ``test`` is fold k and ``valid`` a seeded ``val_fraction`` of the other folds, ``train`` the rest: a nested
+    split, whose held-out fold neither trains nor picks the best epoch. Every command reading the same options
+    gets the same folds; the dataset's own split of that name is not read.
     """
     fmt = spec.resolved_format
     if fmt not in FORMATS:
         raise ValueError(f"unknown dataset format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    if spec.fold and split in ("train", "valid"):
-        k, n = spec.fold
+    drawn = ("train", "valid") if spec.fold else ("train", "valid", "test") if spec.test_fold else ()
+    if split in drawn:
+        (k, n), held_out = (spec.fold, "valid") if spec.fold else (spec.test_fold, "test")
         records, issues = _read_split(spec, fmt, "train")
         fold_of = seeded_folds([r.case_id for r in records], spec.seed, n)
-        chosen = [r for r in records if (fold_of[r.case_id] == k) == (split == "valid")]
+        if split == held_out:
+            chosen = [r for r in records if fold_of[r.case_id] == k]
+        elif spec.fold:
+            chosen = [r for r in records if fold_of[r.case_id] != k]
+        else:
+            rest = [r for r in records if fold_of[r.case_id] != k]
+            role = seeded_split([r.case_id for r in rest], spec.seed, spec.val_fraction, 0.0)
+            chosen = [r for r in rest if role[r.case_id] == split]
         return [dataclasses.replace(r, split=split) for r in chosen], issues
     if split not in SPLITS[fmt]:
         raise ValueError(f"{spec.path}: split {split!r} does not exist in the {fmt} format; splits: "
@@ -154,7 +168,9 @@ def _read_split(spec: DatasetSpec, fmt: str, split: str) -> tuple[list[LandmarkR
     from cephalo.datasets.csv_dataset import read_csv_dataset
 
     path = csv_file(synthetic_root(spec) if fmt == "synthetic" else spec.path)
-    return read_csv_dataset(path, split, spec.val_fraction, spec.test_fraction, spec.seed)
+    # under a fold, a CSV's training split holds every row but the test rows: the folds split it
+    val_fraction = 0.0 if spec.fold or spec.test_fold else spec.val_fraction
+    return read_csv_dataset(path, split, val_fraction, spec.test_fraction, spec.seed)
 
 
 def load_records(spec: DatasetSpec, split: str, on_bad: OnBad = "error") -> list[LandmarkRecord]:

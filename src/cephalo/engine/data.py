@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from cephalo.datasets.csv_dataset import seeded_split
-from cephalo.datasets.sources import SPLITS
+from cephalo.datasets.sources import available_splits
 from cephalo.engine.config import TrainConfig
 from cephalo.preprocessing.cached_dataset import CachedLandmarkDataset
 from cephalo.preprocessing.prepare import prepare_splits
@@ -17,15 +17,16 @@ def build_datasets(config: TrainConfig) -> tuple[CachedLandmarkDataset, CachedLa
     """Read, check and cache the training and validation splits; returns them and a line saying which they are.
 
     Validation is ``--val_split`` if given, else the dataset's ``valid`` split (fold k of the training split with
-    ``--fold k/n``), else a seeded ``--val_fraction`` of the training split (ISBI 2015 has no validation split;
-    its test sets stay untouched).
+    ``--fold k/n``, a seeded ``--val_fraction`` of the other folds with ``--test_fold k/n``), else a seeded
+    ``--val_fraction`` of the training split (ISBI 2015 has no validation split; its test sets stay untouched).
     """
     spec = config.dataset_spec()
     fmt = spec.resolved_format
     cache = config.letterbox_cache()
-    if config.fold and config.val_split:
-        raise ValueError("--fold and --val_split both say what validates: give one")
-    val_split = config.val_split or ("valid" if "valid" in SPLITS[fmt] or config.fold else None)
+    if (config.fold or config.test_fold) and config.val_split:
+        raise ValueError(f"--{'fold' if config.fold else 'test_fold'} and --val_split both say what validates: "
+                         "give one")
+    val_split = config.val_split or ("valid" if "valid" in available_splits(spec) else None)
     splits = [config.train_split] + ([val_split] if val_split else [])
     results = prepare_splits(spec, splits, cache, config.skip_bad, progress=config.progress)
     train = results[config.train_split]
@@ -33,7 +34,9 @@ def build_datasets(config: TrainConfig) -> tuple[CachedLandmarkDataset, CachedLa
         val = results[val_split]
         train_pairs, val_pairs = list(zip(train.records, train.entries)), list(zip(val.records, val.entries))
         where = f"{fmt}: train = '{config.train_split}', validation = '{val_split}'" + (
-            f" (fold {config.fold} of the training split, seed {config.seed})" if config.fold else "")
+            f" (fold {config.fold} of the training split, seed {config.seed})" if config.fold else
+            f" ({config.val_fraction:.0%} of the training split without its test fold {config.test_fold}, seed "
+            f"{config.seed})" if config.test_fold else "")
     else:
         assigned = seeded_split([r.case_id for r in train.records], config.seed, config.val_fraction, 0.0)
         pairs = list(zip(train.records, train.entries))

@@ -27,7 +27,7 @@ RESUME_OVERRIDABLE = ("epochs", "max_updates", "num_workers", "progress", "early
 RESUMABLE = ("recovery.pt", "last.pt")
 # Options that define the run: resuming with another value is an error naming it (the model, the data, the targets).
 MUST_MATCH = ("model", "dataset_path", "dataset_format", "image_size", "head_stride", "sigma", "train_split",
-              "val_split", "val_fraction", "test_fraction", "seed")
+              "val_split", "val_fraction", "test_fraction", "fold", "test_fold", "seed")
 NOT_COMPARED = {"resume", "preset", "output_dir", "run_name"}  # where the run is: --resume says it
 
 

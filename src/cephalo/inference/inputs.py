@@ -62,7 +62,7 @@ def dataset_images(path: str, fmt: str, split: str | None,
                    data: DataOptions | None = None) -> tuple[list[InputImage], list[DataIssue]]:
     """The images of one dataset split, with their ground truth and spacing; bad items come back as issues.
     ``data`` draws the splits of a CSV without a split column and the folds (``--seed``, ``--val_fraction``,
-    ``--test_fraction``, ``--fold``: the values training was given)."""
+    ``--test_fraction``, ``--fold``, ``--test_fold``: the values training was given)."""
     split = split or DEFAULT_EVAL_SPLIT[fmt]
     spec = dataclasses.replace(data or DataOptions(), dataset_path=path, dataset_format=fmt).dataset_spec()
     if split not in available_splits(spec):

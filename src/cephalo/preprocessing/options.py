@@ -35,6 +35,9 @@ class DataOptions:
     fold: str | None = option(None, "k/n: cross-validation: validate on fold k of a seeded n-fold split of the "
                               "training split (--seed draws it; replaces --val_fraction and a validation split)",
                               check=fold_spec)
+    test_fold: str | None = option(None, "k/n: nested cross-validation: hold out fold k of a seeded n-fold split of "
+                                   "the training split as 'test' (never trained or validated on); validation is "
+                                   "--val_fraction of the other folds", check=fold_spec)
     skip_bad: bool = option(False, "leave out bad images and annotations with a warning instead of stopping")
     cache_dir: str | None = option(None, "where letterboxed images are cached (default: $CEPHALO_CACHE or "
                                    f"{default_cache_dir()})", check=writable_folder)
@@ -48,12 +51,16 @@ class DataOptions:
         if self.val_fraction + self.test_fraction >= 1:
             raise ValueError(f"--val_fraction {self.val_fraction:g} and --test_fraction {self.test_fraction:g} leave "
                              "no images to train on: their sum must be below 1")
+        if self.fold and self.test_fold:
+            raise ValueError("--fold and --test_fold both hold out a fold: give one (--fold validates on it, "
+                             "--test_fold keeps it for testing)")
+        if self.test_fold and self.test_fraction:
+            raise ValueError("--test_fold and --test_fraction both hold out a test split: give one")
 
     def dataset_spec(self) -> DatasetSpec:
-        # with --fold, a CSV's training split holds every row but the test rows: the folds split it
         return DatasetSpec(str(self.dataset_path), self.dataset_format, seed=self.seed,
-                           val_fraction=0.0 if self.fold else self.val_fraction, test_fraction=self.test_fraction,
-                           fold=tuple(map(int, self.fold.split("/"))) if self.fold else None,
+                           val_fraction=self.val_fraction, test_fraction=self.test_fraction,
+                           fold=_fold(self.fold), test_fold=_fold(self.test_fold),
                            cache_dir=Path(self.cache_dir) if self.cache_dir else None)
 
     def cache_root(self) -> Path:
@@ -62,3 +69,8 @@ class DataOptions:
 
     def letterbox_cache(self) -> LetterboxCache:
         return LetterboxCache(self.cache_root(), self.image_size)
+
+
+def _fold(value: str | None) -> tuple[int, int] | None:
+    """``"k/n"`` as ``(k, n)``."""
+    return tuple(map(int, value.split("/"))) if value else None
