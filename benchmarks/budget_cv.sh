@@ -2,16 +2,19 @@
 # Equal-budget 5-fold cross-validation arms (benchmarks/budget_cv.md), run one after another: never two at once, and
 # nothing else on the machine, since a time budget turns a slower machine into fewer updates.
 #   bash benchmarks/budget_cv.sh OUT refine256 global256 global384 ...
+# BUDGET=10m sets the budget (default 6m); NESTED=1 holds each fold out with --test_fold (cross_validation.py --nested)
 # then: PYTHONPATH=src python benchmarks/budget_cv_table.py OUT/*/cv.json
 set -u
 cd "$(dirname "$0")/.."
 OUT=$1; shift
+mkdir -p "$OUT"
 BUDGET=${BUDGET:-6m}
+NESTED=${NESTED:+--nested}
 COMMON="--mixed_precision --channels_last --use_ema --time_budget $BUDGET"
 arm() { name=$1; shift
   echo "=== $name start $(date -Is)"
   PYTHONPATH=src python benchmarks/cross_validation.py --dataset_path ../shared/data/isbi2015-train/landmarks.csv \
-    --folds 5 --out "$OUT/$name" -- $COMMON "$@" > "$OUT/$name.log" 2>&1
+    --folds 5 --out "$OUT/$name" $NESTED -- $COMMON "$@" > "$OUT/$name.log" 2>&1
   rc=$?; echo "=== $name end $(date -Is) rc=$rc"; }
 for a in "$@"; do
   case $a in

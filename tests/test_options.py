@@ -72,20 +72,27 @@ def test_predict_reads_dataset_splits_with_the_same_options(flag, tmp_path):
         [f.name for f in dataclasses.fields(DataOptions)].index(flag[2:])].default
 
 
+def _splits_as_read(flags: list[str]) -> tuple[set, set, str, object]:
+    """What ``cephalo train`` trains and validates on with ``flags`` (its case ids and its note), and a reader of
+    any split as ``cephalo evaluate`` reads it with the same flags."""
+    from cephalo.cli.common import data_options
+
+    train_set, val_set, note = build_datasets(parse_args([*flags, "--no_progress"]))
+    args = build_parser().parse_args(["evaluate", *flags, "--predictions", flags[1]])  # any existing CSV parses
+    spec = data_options(args).dataset_spec()
+    return ({r.case_id for r in train_set.records}, {r.case_id for r in val_set.records}, note,
+            lambda split: {r.case_id for r in load_records(spec, split)})
+
+
 def test_folds_cover_the_training_split_once_and_every_command_reads_the_same_fold(tmp_path):
     csv_path, _ = write_csv_dataset(tmp_path / "data", n=23, size=(80, 60))
     seen = []
     for k in range(1, 6):
-        flags = ["--dataset_path", str(csv_path), "--fold", f"{k}/5", "--seed", "4", "--test_fraction", "0.2"]
-        train_set, val_set, note = build_datasets(parse_args([*flags, "--no_progress"]))
-        validated = {r.case_id for r in val_set.records}
-        assert not validated & {r.case_id for r in train_set.records} and f"fold {k}/5" in note
-        args = build_parser().parse_args(["evaluate", *flags, "--split", "valid", "--predictions", str(csv_path)])
-        from cephalo.cli.common import data_options
-
-        assert {r.case_id for r in load_records(data_options(args).dataset_spec(), "valid")} == validated
-        test = {r.case_id for r in load_records(data_options(args).dataset_spec(), "test")}
-        assert len(test) == 5 and not test & (validated | {r.case_id for r in train_set.records})  # held out
+        trained, validated, note, read = _splits_as_read(
+            ["--dataset_path", str(csv_path), "--fold", f"{k}/5", "--seed", "4", "--test_fraction", "0.2"])
+        assert not validated & trained and f"fold {k}/5" in note and read("valid") == validated
+        test = read("test")
+        assert len(test) == 5 and not test & (validated | trained)  # held out
         seen += sorted(validated)
     assert len(seen) == len(set(seen)) == 18  # the 18 non-test rows, each validated exactly once
     with pytest.raises(ValueError, match="--fold and --val_split"):
@@ -97,17 +104,12 @@ def test_a_test_fold_is_held_out_from_training_and_validation_and_every_command_
     csv_path, _ = write_csv_dataset(tmp_path / "data", n=23, size=(80, 60))
     tested = []
     for k in range(1, 6):
-        flags = ["--dataset_path", str(csv_path), "--test_fold", f"{k}/5", "--seed", "4", "--val_fraction", "0.25"]
-        train_set, val_set, note = build_datasets(parse_args([*flags, "--no_progress"]))
-        trained, validated = {r.case_id for r in train_set.records}, {r.case_id for r in val_set.records}
-        assert f"test fold {k}/5" in note
-        from cephalo.cli.common import data_options
-
-        args = build_parser().parse_args(["evaluate", *flags, "--split", "test", "--predictions", str(csv_path)])
-        test = {r.case_id for r in load_records(data_options(args).dataset_spec(), "test")}
+        trained, validated, note, read = _splits_as_read(
+            ["--dataset_path", str(csv_path), "--test_fold", f"{k}/5", "--seed", "4", "--val_fraction", "0.25"])
+        test = read("test")
+        assert f"test fold {k}/5" in note and read("valid") == validated and read("train") == trained
         assert not test & (trained | validated) and not trained & validated
         assert len(trained | validated | test) == 23 and len(validated) == round(0.25 * (23 - len(test)))
-        assert {r.case_id for r in load_records(data_options(args).dataset_spec(), "valid")} == validated
         tested += sorted(test)
     assert len(tested) == len(set(tested)) == 23  # every row tested exactly once
 
