@@ -28,7 +28,6 @@ from cephalo.codec import HeatmapCodec
 from cephalo.codec.patches import PatchGeometry
 from cephalo.datasets.sources import DatasetSpec, default_cache_dir, load_records
 from cephalo.engine.augment import AugmentConfig
-from cephalo.engine.local_fit import ScaledImages
 from cephalo.engine.local_stage import draw_jitter, local_inputs, local_loss, refine_landmarks
 from cephalo.engine.precision import resolve_precision
 from cephalo.engine.schedule import build_scheduler
@@ -36,10 +35,11 @@ from cephalo.engine.setup import param_groups
 from cephalo.evaluation.predictions import read_predictions
 from cephalo.models import create_model
 from cephalo.preprocessing.cache import PatchScaleCache
+from cephalo.preprocessing.patch_scale import ScaledImages
 
 
 class Scaled:
-    """Every image of the dataset at the patch scale (:class:`~cephalo.engine.local_fit.ScaledImages`), addressed
+    """Every image of the dataset at the patch scale (:class:`~cephalo.preprocessing.patch_scale.ScaledImages`), addressed
     by rows of the whole dataset."""
 
     def __init__(self, records, mm_per_px: float):

@@ -58,7 +58,7 @@ from cephalo.models import create_model
 from cephalo.preprocessing.cache import PatchScaleCache
 from cephalo.preprocessing.cached_dataset import CachedLandmarkDataset
 from cephalo.preprocessing.normalize import to_model_input
-from cephalo.preprocessing.rescale import Rescale, stack_padded
+from cephalo.preprocessing.patch_scale import ScaledImages
 
 LOCAL_LAST = "local_last.pt"
 LOCAL_STRIDE = 2  # heatmaps at half the patch resolution: 0.4 mm per heatmap pixel at 0.2 mm patches
@@ -67,48 +67,6 @@ EXTRA_JITTER_MM = 0.3  # on top of the measured errors, so that no two draws are
 ONLY_IF_BETTER = True  # refine only the landmarks where that beats the global model on the validation images, and
 # best.pt takes the two stages only once they beat the global model alone (tests of the mechanics, whose tiny local
 # models need not win, turn it off)
-
-
-@dataclass(frozen=True)
-class ScaledImages:
-    """Originals at the patch scale, memory-mapped from the :class:`PatchScaleCache`; a batch is stacked (padded
-    right and bottom with 0, which leaves pixel coordinates unchanged) when it is asked for."""
-
-    arrays: tuple[np.ndarray, ...]  # (h_i, w_i) uint8 each
-    spacing_mm: Tensor  # (N,) float32: each resampled image's mm per pixel
-    landmarks: Tensor  # (N, K, 2) float32: the truth in resampled pixels
-    rescales: tuple[Rescale, ...]
-
-    def __len__(self) -> int:
-        return len(self.arrays)
-
-    def images(self, rows) -> Tensor:
-        """``(len(rows), 1, H, W)`` uint8: the images ``rows`` (a tensor, slice or list of indices)."""
-        picked = range(len(self.arrays))[rows] if isinstance(rows, slice) else [int(i) for i in rows]
-        return stack_padded([torch.from_numpy(np.array(self.arrays[i])) for i in picked])
-
-    @classmethod
-    def read(cls, records, cache: PatchScaleCache, progress: bool) -> tuple[ScaledImages, float | None]:
-        """Each record's image at ``cache``'s scale (decoded and resampled once, into the cache); also the seconds
-        per image that decoding took (None: all were cached)."""
-        arrays, rescales, decoded, seconds = [], [], 0, 0.0
-        for record in progress_bar(records, desc="patch scale", unit="img", enabled=progress):
-            start = time.perf_counter()
-            array, rescale, built = cache.load(record)
-            arrays.append(array)
-            rescales.append(rescale)
-            decoded += built
-            seconds += (time.perf_counter() - start) if built else 0.0
-        landmarks = np.stack([s.forward(r.landmarks) for s, r in zip(rescales, records)])
-        return cls(tuple(arrays), torch.tensor([s.actual_mm_per_px for s in rescales], dtype=torch.float32),
-                   torch.tensor(landmarks, dtype=torch.float32), tuple(rescales)), seconds / decoded if decoded else None
-
-    def to_scaled(self, points: np.ndarray) -> Tensor:
-        """Original pixels ``(N, K, 2)`` -> resampled pixels."""
-        return torch.tensor(np.stack([s.forward(p) for s, p in zip(self.rescales, points)]), dtype=torch.float32)
-
-    def to_original(self, points: Tensor) -> np.ndarray:
-        return np.stack([s.inverse(p) for s, p in zip(self.rescales, points.double().cpu().numpy())])
 
 
 @torch.no_grad()
