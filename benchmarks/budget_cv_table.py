@@ -31,7 +31,8 @@ def main() -> None:
         mres = [f["mre_mm"] for f in cv["folds"]]
         lm = cv["per_landmark_mre_mm"]
         flags = " ".join(a for a in cv["train_args"] if a not in ("--mixed_precision", "--channels_last", "--use_ema"))
-        rows.append(f"| {name} | `{flags}` | {np.mean(mres):.3f} ± {np.std(mres, ddof=1):.3f} | "
+        flags = f"`{flags}`" + (" (nested: `--test_fold`)" if cv.get("nested") else "")
+        rows.append(f"| {name} | {flags} | {np.mean(mres):.3f} ± {np.std(mres, ddof=1):.3f} | "
                     + " ".join(f"{m:.3f}" for m in mres) + f" | {cv['pooled']['sdr']['2mm']:.1f} % | "
                     + " / ".join(f"{lm[n]:.2f}" for n in MUST_IMPROVE) + " |")
     print("\n".join(rows))
