@@ -66,9 +66,8 @@ def main() -> None:
     for k in range(1, args.folds + 1):
         fold = f"{k}/{args.folds}"
         folder = args.out / f"fold-{k}"
-        data = ["--dataset_path", args.dataset_path, "--test_fold" if args.nested else "--fold", fold, "--seed",
-                str(args.seed)]
-        held_out = "test" if args.nested else "valid"
+        option, held_out = ("test_fold", "test") if args.nested else ("fold", "valid")
+        data = ["--dataset_path", args.dataset_path, f"--{option}", fold, "--seed", str(args.seed)]
         if not (folder / "trained").is_file():  # --resume auto: an interrupted fold goes on where it stopped
             cephalo("train", *data, *train_args, "--output_dir", str(folder), "--run_name", "run", "--no_progress",
                     "--resume", "auto")
@@ -77,8 +76,7 @@ def main() -> None:
         cephalo("predict", "--checkpoint", str(folder / "run" / "best.pt"), *data[1:], "--split", held_out,
                 "--out", str(folder / "predictions"), "--no_progress")
         names, predicted = read_predictions(folder / "predictions" / "predictions.csv")
-        records = load_records(DatasetSpec(args.dataset_path, seed=args.seed, **{
-            "test_fold" if args.nested else "fold": (k, args.folds)}), held_out)
+        records = load_records(DatasetSpec(args.dataset_path, seed=args.seed, **{option: (k, args.folds)}), held_out)
         report = score_predictions(records, names, predicted).report
         folds.append({"fold": fold, "images": report["images"], "mre_mm": report["overall"]["mre_mm"],
                       "sdr": report["overall"]["sdr"], "train_minutes": minutes})

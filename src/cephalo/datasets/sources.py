@@ -120,8 +120,12 @@ def available_splits(spec: DatasetSpec) -> tuple[str, ...]:
     """The splits of ``spec``'s format, with ``valid`` under ``spec.fold`` and ``valid`` and ``test`` under
     ``spec.test_fold`` (drawn from the training split)."""
     splits = SPLITS[spec.resolved_format]
-    drawn = ("valid",) if spec.fold else ("valid", "test") if spec.test_fold else ()
-    return (*splits, *(s for s in drawn if s not in splits))
+    return (*splits, *(s for s in _drawn_splits(spec) if s not in splits))
+
+
+def _drawn_splits(spec: DatasetSpec) -> tuple[str, ...]:
+    """The splits a fold option draws from the training split besides ``train``: the held-out fold last."""
+    return ("valid", "test") if spec.test_fold else ("valid",) if spec.fold else ()
 
 
 def collect_records(spec: DatasetSpec, split: str) -> tuple[list[LandmarkRecord], list[DataIssue]]:
@@ -136,17 +140,17 @@ def collect_records(spec: DatasetSpec, split: str) -> tuple[list[LandmarkRecord]
     fmt = spec.resolved_format
     if fmt not in FORMATS:
         raise ValueError(f"unknown dataset format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    drawn = ("train", "valid") if spec.fold else ("train", "valid", "test") if spec.test_fold else ()
-    if split in drawn:
-        (k, n), held_out = (spec.fold, "valid") if spec.fold else (spec.test_fold, "test")
+    drawn = _drawn_splits(spec)
+    if drawn and split in ("train", *drawn):
+        k, n = spec.fold or spec.test_fold
         records, issues = _read_split(spec, fmt, "train")
         fold_of = seeded_folds([r.case_id for r in records], spec.seed, n)
-        if split == held_out:
+        rest = [r for r in records if fold_of[r.case_id] != k]
+        if split == drawn[-1]:  # the held-out fold
             chosen = [r for r in records if fold_of[r.case_id] == k]
         elif spec.fold:
-            chosen = [r for r in records if fold_of[r.case_id] != k]
-        else:
-            rest = [r for r in records if fold_of[r.case_id] != k]
+            chosen = rest
+        else:  # --test_fold: validation is drawn from the other folds
             role = seeded_split([r.case_id for r in rest], spec.seed, spec.val_fraction, 0.0)
             chosen = [r for r in rest if role[r.case_id] == split]
         return [dataclasses.replace(r, split=split) for r in chosen], issues
