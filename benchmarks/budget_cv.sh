@@ -37,6 +37,8 @@ for a in "$@"; do
     refine256-mm03) arm refine256-mm03 --image_size 256 256 --refine --patch_mm 0.3 ;;
     refine256-p96) arm refine256-p96 --image_size 256 256 --refine --patch_size 96 ;;
     refine256-w18) arm refine256-w18 --image_size 256 256 --refine --local_model hrnet_w18 ;;
+    # a second, coarser channel in each patch (4x the field of view at 0.8 mm/px) for gonion / porion / articulare
+    refine160-ctx4) arm refine160-ctx4 --image_size 160 160 --refine --patch_context 4 ;;
     *) echo "unknown arm $a" ;;
   esac
 done

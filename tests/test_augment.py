@@ -159,6 +159,28 @@ def test_blob_centroids_follow_the_landmarks(seed, size):
     assert float((moved - lm).norm(dim=-1).mean()) > 1.0
 
 
+@pytest.mark.parametrize("scales", [(1.0, 4.0), None])
+def test_a_context_channel_turns_about_the_same_centre_and_shifts_in_its_own_pixels(scales):
+    """Channel 1 shows channel 0 at 4x coarser pixels about the same centre (a patch with context): after the
+    augmentation its blob is where the moved landmark is in its pixels, ``c + (p - c) / 4``. One scale for both
+    channels (None) would shift it 4x too far."""
+    size, f = (128, 128), 4.0
+    c = torch.tensor([63.5, 63.5])
+    lm = c + (torch.rand(16, 1, 2, generator=gen(5)) * 2 - 1) * 30  # (B, 1, 2) fine pixels
+    x = torch.cat([blob_images(lm, size), blob_images(c + (lm - c) / f, size)], 1)  # (B, 2, H, W)
+    out, moved = augment(x, lm, AFFINE_ONLY, gen(6), channel_scales=scales)
+    expected = c + (moved.double() - c) / f
+    err = (centroids(out[:, 1:], expected, radius=6) - expected).norm(dim=-1)
+    fine = (centroids(out[:, :1], moved) - moved.double()).norm(dim=-1)
+    assert float(fine.max()) < 0.1
+    if scales:
+        assert float(err.max()) < 0.1, f"max context centroid error {float(err.max()):.3f} px"
+    else:
+        assert float(err.max()) > 1.0
+    with pytest.raises(ValueError, match="one scale per channel"):
+        augment(x, lm, AFFINE_ONLY, gen(6), channel_scales=(1.0,))
+
+
 def test_landmarks_move_by_a_similarity_within_the_configured_ranges():
     lm = grid_landmarks(64, (256, 256), 3)
     _, moved = augment(torch.zeros(64, 1, 256, 256), lm, AFFINE_ONLY, gen(4))

@@ -108,3 +108,30 @@ def test_geometry_refuses_nonsense():
         PatchGeometry(size=1, mm_per_px=0.2)
     with pytest.raises(ValueError, match="positive"):
         PatchGeometry(size=32, mm_per_px=0)
+
+
+def test_the_context_channel_shows_the_same_centre_at_f_times_coarser_pixels():
+    """A blob at a known sub-pixel position: the fine channel finds it at centre + offset, the context channel at
+    centre + offset / f; and the context channel equals a plain patch cut from the block-averaged image."""
+    f = 4
+    geometry = PatchGeometry(size=32, mm_per_px=0.2, context=f)
+    landmark = torch.tensor([[[201.37, 150.81]]])
+    centre = landmark + torch.tensor([[[9.3, -6.1]]])
+    image = blob((320, 400), landmark[0, 0].tolist(), 8.0)
+    patch = geometry.cut(image, centre, torch.tensor([0.2]))  # (1, 1, 2, P, P)
+    assert patch.shape == (1, 1, 2, 32, 32)
+    offset = landmark[0, 0] - centre[0, 0]
+    fine, _ = HeatmapCodec((32, 32), stride=1, sigma=8.0).decode(patch[:, 0, :1])
+    coarse, _ = HeatmapCodec((32, 32), stride=1, sigma=8.0 / f).decode(patch[:, 0, 1:])
+    assert torch.allclose(fine[0, 0], geometry.centre + offset, atol=0.01)
+    assert torch.allclose(coarse[0, 0], geometry.centre + offset / f, atol=0.05)  # box-averaging blurs a little
+    pooled = torch.nn.functional.avg_pool2d(image, f)
+    plain = PatchGeometry(size=32, mm_per_px=0.8).cut(pooled, (centre - (f - 1) / 2) / f, torch.tensor([0.8]))
+    assert torch.allclose(patch[0, 0, 1], plain[0, 0, 0], atol=1e-3)
+    assert geometry.channel_scales == (1.0, 4.0) and PatchGeometry(32, 0.2).channel_scales == (1.0,)
+
+
+def test_a_context_factor_of_one_or_a_fraction_is_refused():
+    for context in (1, 2.5, -2):
+        with pytest.raises(ValueError, match="context"):
+            PatchGeometry(size=32, mm_per_px=0.2, context=context)

@@ -192,22 +192,30 @@ def test_a_local_stage_that_does_not_beat_the_global_model_leaves_best_pt_global
     assert set(load_checkpoint(refined.run_dir / "best.pt")["stages"]) == {GLOBAL}  # a copy of the global model
 
 
-def test_a_two_stage_export_predicts_the_landmarks_of_pytorch_within_0_05_px(config, tmp_path, monkeypatch):
+@pytest.mark.parametrize("context", [0, 2])
+def test_a_two_stage_export_predicts_the_landmarks_of_pytorch_within_0_05_px(config, tmp_path, monkeypatch, capsys,
+                                                                              context):
     pytest.importorskip("onnxruntime")
-    from cephalo.inference.export import export_checkpoint, local_path
+    from cephalo.inference.export import compare_with_torch, export_checkpoint, local_path
     from cephalo.inference.onnx_predictor import OnnxPredictor
 
     # the local stage corrects only the first landmark: both predictors must keep the global position of the others
     monkeypatch.setattr(local_fit, "choose_landmarks", lambda refined, global_: np.arange(refined.shape[1]) == 0)
-    result = train(config)
+    result = train(dataclasses.replace(config, patch_context=context))
+    if context:
+        assert "(6.4 mm) with context at 0.4 mm/px (12.8 mm)" in capsys.readouterr().out
     report = export_checkpoint(result.run_dir / "best.pt", tmp_path / "model.onnx")
     assert report.local is not None and report.local.path == local_path(tmp_path / "model.onnx")
     assert report.metadata["local"] == "model.local.onnx" and report.local.metadata["mm_per_px"] == 0.2
+    assert report.local.metadata["context"] == context
+    assert report.local.metadata["input"]["shape"] == ["batch", 2 if context else 1, 32, 32]
+    diff, peak = compare_with_torch(report.local, batch_size=2)  # what cephalo export checks, on its patches
+    assert diff <= 1e-4 * max(peak, 1.0)
     items = resolve_inputs([config.dataset_path])[0]
     predictor = TorchPredictor(result.run_dir / "best.pt", device="cpu", mixed_precision=False)
     torch_run = predict_to_folder(predictor, items, tmp_path / "torch", num_workers=0, progress=False)
     onnx_predictor = OnnxPredictor(tmp_path / "model.onnx", device="cpu")
-    assert onnx_predictor.patch_mm == 0.2
+    assert onnx_predictor.patch_mm == 0.2 and onnx_predictor.geometry.context == predictor.geometry.context == context
     names = predictor.landmark_names
     assert onnx_predictor.local_spec.refined_landmarks == predictor.local_spec.refined_landmarks == names[:1]
     predictor.local_spec = None  # the global stage alone

@@ -65,6 +65,10 @@ def multiple_of(step: int, why: str):
     return check
 
 
+def context_factor(value) -> str | None:
+    return None if value == 0 or value >= 2 else "must be 0 (no context channel) or at least 2"
+
+
 def fold_spec(value: str) -> str | None:
     """``k/n`` with 1 <= k <= n and n >= 2."""
     k, _, n = str(value).partition("/")

@@ -234,8 +234,8 @@ class Draws(NamedTuple):
 
 
 @torch.no_grad()
-def augment(x: Tensor, landmarks: Tensor, cfg: AugmentConfig,
-            generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+def augment(x: Tensor, landmarks: Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None,
+            channel_scales: tuple[float, ...] | None = None) -> tuple[Tensor, Tensor]:
     """Randomly transform a batch on its device; the same affine moves each image and its landmarks.
 
     Args:
@@ -243,6 +243,10 @@ def augment(x: Tensor, landmarks: Tensor, cfg: AugmentConfig,
         landmarks: ``(B, K, 2)`` ``(x, y)`` pixels of ``x`` (centre of the top-left pixel at 0); NaN = missing.
         cfg: the ranges (:meth:`AugmentConfig.for_level`).
         generator: a ``torch.Generator`` on ``x``'s device for reproducible draws; ``None`` -> the default one.
+        channel_scales: ``(C,)`` each channel's pixel in channel 0's pixels, for channels of one centre at
+            different scales (a patch with context, :class:`cephalo.codec.patches.PatchGeometry`): the rotation
+            and scale about the centre are the same in all of them, the shift is divided by the channel's scale.
+            ``None``: one scale.
     Returns:
         ``(x, landmarks)``: same shapes, dtypes, device and memory format. Landmarks moved outside the image keep
         their outside coordinates. An identity config (level ``none``) returns the inputs themselves.
@@ -253,21 +257,25 @@ def augment(x: Tensor, landmarks: Tensor, cfg: AugmentConfig,
         raise ValueError(f"x must be a floating (B, C, H, W) tensor, got {x.dtype} {tuple(x.shape)}")
     if landmarks.ndim != 3 or landmarks.shape[0] != x.shape[0] or landmarks.shape[-1] != 2:
         raise ValueError(f"landmarks must be (B, K, 2) with B = {x.shape[0]}, got {tuple(landmarks.shape)}")
-    b, _, h, w = x.shape
+    b, c, h, w = x.shape
+    if channel_scales is not None and len(channel_scales) != c:
+        raise ValueError(f"channel_scales must give one scale per channel ({c}), got {channel_scales!r}")
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     u = Draws.sample(b, x.device, generator)
     with no_autocast(x.device):
         out = x
         if cfg.has_affine:
-            out, landmarks = _random_affine(x, landmarks, cfg, u)
+            out, landmarks = _random_affine(x, landmarks, cfg, u, channel_scales)
         if cfg.has_intensity:
             out = _random_intensity(out, cfg, u, generator)
     out = out.to(x.dtype)
     return out.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format), landmarks
 
 
-def _random_affine(x: Tensor, landmarks: Tensor, cfg: AugmentConfig, u: Draws) -> tuple[Tensor, Tensor]:
-    """Rotation, scale and shift of the samples drawn for warping; the others keep their exact pixels."""
+def _random_affine(x: Tensor, landmarks: Tensor, cfg: AugmentConfig, u: Draws,
+                   channel_scales: tuple[float, ...] | None = None) -> tuple[Tensor, Tensor]:
+    """Rotation, scale and shift of the samples drawn for warping; the others keep their exact pixels. The
+    landmarks are in channel 0's pixels."""
     _, _, h, w = x.shape
     rotation = math.radians(cfg.rotation_deg)
     angle = _uniform(u.angle, -rotation, rotation)
@@ -276,7 +284,12 @@ def _random_affine(x: Tensor, landmarks: Tensor, cfg: AugmentConfig, u: Draws) -
                          _uniform(u.shift_y, -cfg.translate, cfg.translate) * h], -1)
     theta = affine_theta(angle, scale, shift, (h, w))
     warp = u.warp < cfg.p_affine  # (B,)
-    out = torch.where(warp[:, None, None, None], warp_images(x, theta), x)
+    if channel_scales is None or all(s == 1 for s in channel_scales):
+        warped = warp_images(x, theta)
+    else:  # one channel at a time (two, for a patch with context): the same turn, the shift in its own pixels
+        warped = torch.cat([warp_images(x[:, i:i + 1], affine_theta(angle, scale, shift / s, (h, w)))
+                            for i, s in enumerate(channel_scales)], 1)
+    out = torch.where(warp[:, None, None, None], warped, x)
     moved = warp_points(landmarks, theta, (h, w))
     return out, torch.where(warp.to(landmarks.device)[:, None, None], moved, landmarks)
 

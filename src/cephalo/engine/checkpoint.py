@@ -64,14 +64,21 @@ class StageSpec:
     default_spacing_mm: float | None = None  # a local stage: the spacing assumed for an image of unknown spacing
     refined_landmarks: tuple[str, ...] | None = None  # a local stage: the landmarks it corrects (None: all); the
     # others keep the global position, where refining measured worse on the validation images
+    context: int = 0  # a local stage: its patches' second channel is at ``context`` times coarser pixels (0: none)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "landmark_names", tuple(str(n) for n in self.landmark_names))
         object.__setattr__(self, "image_size", (int(self.image_size[0]), int(self.image_size[1])))
         object.__setattr__(self, "stride", int(self.stride))
         object.__setattr__(self, "sigma", float(self.sigma))
+        object.__setattr__(self, "context", int(self.context))
         if self.refined_landmarks is not None:
             object.__setattr__(self, "refined_landmarks", tuple(str(n) for n in self.refined_landmarks))
+
+    @property
+    def in_chans(self) -> int:
+        """Input channels: 1 grey, 2 for the patches of a local stage with context."""
+        return 2 if self.context else 1
 
     @property
     def heatmap_size(self) -> tuple[int, int]:

@@ -14,6 +14,7 @@ from cephalo.checks import (
     above,
     at_least,
     between,
+    context_factor,
     device_name,
     duration_seconds,
     existing_file,
@@ -131,6 +132,9 @@ class TrainConfig(DataOptions):
                              "downsample 32x"))
     patch_mm: float = option(0.2, "local stage: patch pixel size in mm (patches are resampled to it, whatever the "
                              "image's spacing)", check=above(0))
+    patch_context: int = option(0, "local stage: add a second channel to each patch with N times its field of view "
+                                "at N times coarser pixels, for landmarks recognised by their surroundings "
+                                "(0: none)", check=context_factor)
     local_model: str = option("hrnet_w18_small", "local stage: network", choices=MODEL_NAMES)
     local_epochs: int = option(15, "local stage: epochs over the training images", check=at_least(1))
     local_batch: int = option(4, "local stage: images per update (each brings one patch per landmark)",

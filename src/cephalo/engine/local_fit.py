@@ -150,7 +150,9 @@ def build_local(config: TrainConfig, global_checkpoint: Path | str) -> LocalRun:
     spacing = np.array([r.spacing_mm for r in val_set.records])
     global_errors = radial_errors_mm(rough, truth, spacing)
 
-    model = create_model(config.local_model, len(names), in_chans=1, head_stride=LOCAL_STRIDE).to(device)
+    geometry = PatchGeometry(config.patch_size, config.patch_mm, config.patch_context)
+    model = create_model(config.local_model, len(names), in_chans=len(geometry.channel_scales),
+                         head_stride=LOCAL_STRIDE).to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, foreach=True)
@@ -160,21 +162,30 @@ def build_local(config: TrainConfig, global_checkpoint: Path | str) -> LocalRun:
         optimizer, warmup_cosine(updates_per_epoch * config.local_epochs, warmup, config.min_lr_ratio))
     spec = StageSpec(model_name=config.local_model, landmark_names=names, image_size=(config.patch_size,) * 2,
                      stride=LOCAL_STRIDE, sigma=config.sigma, mm_per_px=config.patch_mm,
-                     default_spacing_mm=statistics.median(r.spacing_mm for r in train_set.records))
+                     default_spacing_mm=statistics.median(r.spacing_mm for r in train_set.records),
+                     context=config.patch_context)
     cached = (f"decoded into {cache.folder} ({per_image_s * 1000:.0f} ms each)" if per_image_s is not None
               else f"read from {cache.folder}")
     note = (f"local stage: {config.local_model}, {len(names)} patches of {config.patch_size} px at "
-            f"{config.patch_mm:g} mm/px ({config.patch_size * config.patch_mm:g} mm) per image, {config.local_batch} "
+            f"{config.patch_mm:g} mm/px ({config.patch_size * config.patch_mm:g} mm){_context_text(geometry)} per image, "
+            f"{config.local_batch} "
             f"images per update, {updates_per_epoch} updates per epoch; images at the patch scale {cached}\n"
             f"local stage data: {data_note}; the global model's validation MRE {global_errors.mean():.3f} mm, whose errors "
             f"are the jitter")
     return LocalRun(config, device, precision, source, spec, {GLOBAL: (global_stage.spec, global_stage.weights)},
-                    PatchGeometry(config.patch_size, config.patch_mm),
+                    geometry,
                     HeatmapCodec((config.patch_size,) * 2, stride=LOCAL_STRIDE, sigma=config.sigma), train, val,
                     val.to_scaled(rough), truth, spacing,
                     torch.tensor((rough - truth) * spacing[:, None, None], dtype=torch.float32, device=device),
                     global_errors, model, ModelEma(model, config.ema_decay) if config.use_ema else None, optimizer,
                     scheduler, precision.grad_scaler(), updates_per_epoch, warmup, note)
+
+
+def _context_text(geometry: PatchGeometry) -> str:
+    if not geometry.context:
+        return ""
+    mm = geometry.mm_per_px * geometry.context
+    return f" with context at {mm:g} mm/px ({geometry.size * mm:g} mm)"
 
 
 def local_epoch(r: LocalRun, progress: LocalProgress) -> dict:

@@ -44,24 +44,25 @@ def local_inputs(images: Tensor, spacing_mm: Tensor, landmarks: Tensor, jitter_m
         spacing_mm: ``(B,)`` each image's mm per pixel. ``landmarks``: ``(B, K, 2)`` true positions in its pixels.
         jitter_mm: ``(B, K, 2)`` where the rough positions (the patch centres) are, relative to the truth.
     Returns:
-        ``x (B * K, 1, P, P)`` normalised (augmented when ``augment_cfg``), ``points (B * K, 1, 2)``: where each
-        patch's landmark is, in its pixels (may lie outside: the loss masks it).
+        ``x (B * K, C, P, P)`` normalised (augmented when ``augment_cfg``; ``C`` 2 with the geometry's context
+        channel), ``points (B * K, 1, 2)``: where each patch's landmark is, in its (fine) pixels (may lie outside:
+        the loss masks it).
     """
     b, k, _ = landmarks.shape
     images, landmarks = images.to(device), landmarks.to(device)
     spacing_mm, jitter_mm = spacing_mm.to(device, torch.float32), jitter_mm.to(device)
     centres = landmarks + jitter_mm / spacing_mm.view(b, 1, 1)
-    patches = geometry.cut(images.float(), centres, spacing_mm).flatten(0, 1)  # (B * K, 1, P, P), 0-255
+    patches = geometry.cut(images.float(), centres, spacing_mm).flatten(0, 1)  # (B * K, C, P, P), 0-255
     points = geometry.to_patch(landmarks, centres, spacing_mm).reshape(b * k, 1, 2)
     x = to_model_input(patches, device, channels_last)
     if augment_cfg is not None:
-        x, points = augment(x, points, augment_cfg, generator)
+        x, points = augment(x, points, augment_cfg, generator, geometry.channel_scales)
     return x, points
 
 
 def local_loss(model: nn.Module, codec: HeatmapCodec, precision: Precision, x: Tensor, points: Tensor,
                num_landmarks: int) -> Tensor:
-    """Heatmap MSE of each patch's own landmark (``x (B * K, 1, P, P)``, ``points (B * K, 1, 2)``) -> ``()``."""
+    """Heatmap MSE of each patch's own landmark (``x (B * K, C, P, P)``, ``points (B * K, 1, 2)``) -> ``()``."""
     target = codec.encode(points).reshape(-1, num_landmarks, *codec.heatmap_size)  # (B, K, h, w)
     with precision.autocast():
         heatmaps = model(x)  # (B * K, K, h, w)
@@ -72,13 +73,13 @@ def local_loss(model: nn.Module, codec: HeatmapCodec, precision: Precision, x: T
 @torch.no_grad()
 def refine_with(local_heatmaps: Callable[[Tensor], Tensor], codec: HeatmapCodec, geometry: PatchGeometry,
                 images: Tensor, spacing_mm: Tensor, rough: Tensor) -> tuple[Tensor, Tensor]:
-    """Refinement by any local model: ``local_heatmaps`` maps patches ``(B * K, 1, P, P)`` of grey values 0-255
+    """Refinement by any local model: ``local_heatmaps`` maps patches ``(B * K, C, P, P)`` of grey values 0-255
     to heatmaps ``(B * K, K, h, w)`` (a PyTorch model, an ONNX session). ``images (B, 1, H, W)`` at about the
     patch scale, ``spacing_mm (B,)``, ``rough (B, K, 2)`` in their pixels -> refined landmarks ``(B, K, 2)`` in
     the same pixels and each own heatmap's peak ``(B, K)``, on ``images``' device."""
     device, k = images.device, rough.shape[1]
     rough, spacing_mm = rough.to(device, torch.float32), spacing_mm.to(device, torch.float32)
-    patches = geometry.cut(images.float(), rough, spacing_mm).flatten(0, 1)  # (B * K, 1, P, P)
+    patches = geometry.cut(images.float(), rough, spacing_mm).flatten(0, 1)  # (B * K, C, P, P)
     found, confidence = codec.decode(own_heatmaps(local_heatmaps(patches).float(), k))  # (B, K, 2) patch pixels
     return geometry.to_image(found, rough, spacing_mm), confidence
 

@@ -23,7 +23,7 @@ RESUME_OVERRIDABLE = ("epochs", "max_updates", "num_workers", "progress", "early
                       "log_every", "val_every", "recovery_interval", "recovery_minutes", "save_frequency", "min_delta",
                       "pin_memory", "prefetch_factor", "persistent_workers", "non_blocking", "vram_budget_gb",
                       "use_compile", "compile_mode", "cache_dir", "skip_bad", "refine", "patch_size", "patch_mm",
-                      "local_model", "local_epochs", "local_batch")
+                      "patch_context", "local_model", "local_epochs", "local_batch")
 RESUMABLE = ("recovery.pt", "last.pt")
 # Options that define the run: resuming with another value is an error naming it (the model, the data, the targets).
 MUST_MATCH = ("model", "dataset_path", "dataset_format", "image_size", "head_stride", "sigma", "train_split",

@@ -87,9 +87,13 @@ def export_metadata(stage: Stage, epoch: int | None, checkpoint_path: Path | str
     return {
         "format_version": FORMAT_VERSION,
         **{k: spec[k] for k in SPEC_KEYS},
-        "input": {"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", 1, *spec["image_size"]],
+        "input": {"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", stage.spec.in_chans, *spec["image_size"]],
                   "values": (f"grey pixel values 0..255 of patches of the original at {stage.spec.mm_per_px:g} mm per "
-                             "pixel, centred on the rough landmarks" if stage.spec.mm_per_px else
+                             "pixel, centred on the rough landmarks" + (
+                                 f"; channel 1: the same centre at {stage.spec.context * stage.spec.mm_per_px:g} mm "
+                                 f"per pixel (the image box-averaged over {stage.spec.context} x "
+                                 f"{stage.spec.context} pixels)" if stage.spec.context else "")
+                             if stage.spec.mm_per_px else
                              f"grey pixel values 0..255 of the letterboxed image ({stage.spec.letterbox})")},
         "output": {"name": OUTPUT_NAME, "dtype": "float32",
                    "shape": ["batch", len(spec["landmark_names"]), *stage.spec.heatmap_size]},
@@ -203,7 +207,8 @@ def export_checkpoint(checkpoint_path: Path | str, out_path: Path | str, opset: 
     (hints below 2 are traced at 2, because ``torch.export`` specialises size-1 dimensions).
 
     A checkpoint with a local stage gives two files: the global graph at ``out_path``, whose metadata names the
-    local one, and the local graph (patches ``(N, 1, P, P)`` of grey values 0..255 at the patch scale -> one
+    local one, and the local graph (patches ``(N, C, P, P)`` of grey values 0..255 at the patch scale, ``C`` 2 with
+    a context channel -> one
     heatmap per landmark) at :func:`local_path`, its metadata carrying the patch scale. ``report.local`` says
     how the second one went.
     """
@@ -217,7 +222,8 @@ def export_checkpoint(checkpoint_path: Path | str, out_path: Path | str, opset: 
         local = _export_stage(model, stage, epoch, checkpoint_path, local_path(out_path), opset, batch_size_hint,
                               exporter, {"stage": LOCAL, "mm_per_px": stage.spec.mm_per_px,
                                          "default_spacing_mm": stage.spec.default_spacing_mm,
-                                         "refined_landmarks": stage.spec.to_dict()["refined_landmarks"]})
+                                         "refined_landmarks": stage.spec.to_dict()["refined_landmarks"],
+                                         "context": stage.spec.context})
     model, stage, epoch = load_trained_model(checkpoint_path, GLOBAL, state)
     report = _export_stage(model, stage, epoch, checkpoint_path, out_path, opset, batch_size_hint, exporter,
                            {"local": local.path.name} if local else {})
@@ -236,7 +242,8 @@ def _export_stage(model: nn.Module, stage: Stage, epoch: int | None, checkpoint_
     spec = stage.spec
     module = PixelsToHeatmaps(model, spec.grey_mean, spec.grey_std).eval()
     h, w = spec.image_size
-    example = torch.randint(0, 256, (max(2, int(batch_size_hint)), 1, h, w), generator=torch.Generator().manual_seed(0))
+    example = torch.randint(0, 256, (max(2, int(batch_size_hint)), spec.in_chans, h, w),
+                            generator=torch.Generator().manual_seed(0))
     example = example.float()
 
     attempts = {"auto": ("torchscript", "dynamo")}.get(exporter, (exporter,))
@@ -258,7 +265,7 @@ def _export_stage(model: nn.Module, stage: Stage, epoch: int | None, checkpoint_
 
     # The TorchScript exporter names the heatmap sizes symbolically (from the traced resize arithmetic) and may
     # reuse "batch" for them; H and W are fixed by the training size, so declare the exact shapes.
-    _declare_shape(proto.graph.input[0], ["batch", 1, h, w])
+    _declare_shape(proto.graph.input[0], ["batch", spec.in_chans, h, w])
     _declare_shape(proto.graph.output[0], ["batch", len(spec.landmark_names), *spec.heatmap_size])
     metadata = {**export_metadata(stage, epoch, checkpoint_path), **extra}
     others = [p for p in proto.metadata_props if p.key != METADATA_KEY]  # keep what the exporter wrote
@@ -281,7 +288,7 @@ def compare_with_torch(report: ExportReport, batch_size: int = 1, seed: int = 0)
     heatmaps, max abs heatmap value)``, both float32."""
     predictor = OnnxPredictor(report.path, device="cpu")
     h, w = predictor.image_size
-    images = torch.randint(0, 256, (batch_size, 1, h, w), dtype=torch.uint8,
+    images = torch.randint(0, 256, (batch_size, predictor.spec.in_chans, h, w), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(seed))
     with torch.inference_mode():
         expected = report.module(images.float())

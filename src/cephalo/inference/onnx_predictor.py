@@ -92,7 +92,7 @@ def _spec(meta: dict, path: Path) -> StageSpec:
     normalization = meta.get("normalization") or {}
     return StageSpec.from_dict({**{k: meta[k] for k in SPEC_KEYS}, **{
         k: normalization[k] for k in ("grey_mean", "grey_std") if k in normalization},
-        **{k: meta[k] for k in ("mm_per_px", "default_spacing_mm", "refined_landmarks")
+        **{k: meta[k] for k in ("mm_per_px", "default_spacing_mm", "refined_landmarks", "context")
            if meta.get(k) is not None}}, path)
 
 
@@ -122,7 +122,8 @@ class OnnxPredictor(Predictor):
         if local:
             self.local_codec = HeatmapCodec(self.local_spec.image_size, stride=self.local_spec.stride,
                                             sigma=self.local_spec.sigma)
-            self.geometry = PatchGeometry(self.local_spec.image_size[0], self.local_spec.mm_per_px)
+            self.geometry = PatchGeometry(self.local_spec.image_size[0], self.local_spec.mm_per_px,
+                                          self.local_spec.context)
         self.metadata = meta
         self.path = path
         self.input_name = self.session.get_inputs()[0].name
@@ -140,11 +141,13 @@ class OnnxPredictor(Predictor):
         return refine_with(heatmaps, self.local_codec, self.geometry, images, spacing_mm, rough)[0]
 
     def heatmaps(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """``(B, 1, H, W)`` uint8 (or float 0..255) letterboxed images -> ``(B, K, h, w)`` float32 heatmaps (CPU)."""
+        """``(B, 1, H, W)`` uint8 (or float 0..255) letterboxed images -> ``(B, K, h, w)`` float32 heatmaps (CPU);
+        a local stage's file opened alone takes its patches, ``(B, 2, P, P)`` with a context channel."""
         if isinstance(images, torch.Tensor):
             images = images.detach().cpu().numpy()
         x = np.ascontiguousarray(images, dtype=np.float32)
-        if x.ndim != 4 or x.shape[1] != 1 or tuple(x.shape[2:]) != self.image_size:
-            raise ValueError(f"images must be (B, 1, {self.image_size[0]}, {self.image_size[1]}) letterboxed grey "
-                             f"images, got {tuple(x.shape)}")
+        c = self.spec.in_chans
+        if x.ndim != 4 or x.shape[1] != c or tuple(x.shape[2:]) != self.image_size:
+            raise ValueError(f"images must be (B, {c}, {self.image_size[0]}, {self.image_size[1]}) "
+                             f"{'patches' if self.spec.mm_per_px else 'letterboxed grey images'}, got {tuple(x.shape)}")
         return torch.from_numpy(self.session.run([self.output_name], {self.input_name: x})[0])

@@ -25,7 +25,7 @@ def load_trained_model(path: Path | str, stage_name: str = GLOBAL, state: dict |
     state = load_checkpoint(path) if state is None else state
     stage = read_stage(state, path, stage_name)
     spec = stage.spec
-    model = create_model(spec.model_name, len(spec.landmark_names), head_stride=spec.stride)
+    model = create_model(spec.model_name, len(spec.landmark_names), in_chans=spec.in_chans, head_stride=spec.stride)
     try:
         model.load_state_dict(stage.weights)
     except RuntimeError as e:  # the weights of another architecture or landmark set under this model name
@@ -51,7 +51,7 @@ class TorchPredictor(Predictor):
             spec = local[1].spec
             self.local_model = local[0].to(self.device)
             self.local_codec = HeatmapCodec(spec.image_size, stride=spec.stride, sigma=spec.sigma)
-            self.geometry = PatchGeometry(spec.image_size[0], spec.mm_per_px)
+            self.geometry = PatchGeometry(spec.image_size[0], spec.mm_per_px, spec.context)
 
     @torch.inference_mode()
     def refine_scaled(self, images: torch.Tensor, spacing_mm: torch.Tensor, rough: torch.Tensor) -> torch.Tensor:
