@@ -19,11 +19,11 @@ from cephalo.codec import HeatmapCodec
 from cephalo.codec.patches import PatchGeometry
 from cephalo.datasets.sources import DatasetSpec, load_records
 from cephalo.engine.augment import AugmentConfig
-from cephalo.engine.local_fit import ScaledImages
 from cephalo.engine.local_stage import draw_jitter, local_inputs, local_loss
 from cephalo.engine.precision import resolve_precision
 from cephalo.models import create_model
 from cephalo.preprocessing.cache import PatchScaleCache
+from cephalo.preprocessing.patch_scale import ScaledImages
 
 
 def timed(fn, repeats: int) -> float:
@@ -42,13 +42,14 @@ def main() -> None:
     parser.add_argument("--mm_per_px", type=float, default=0.2)
     parser.add_argument("--batch_images", type=int, default=4)
     parser.add_argument("--model", default="hrnet_w18_small")
+    parser.add_argument("--context", type=int, default=0, help="--patch_context: a second channel at N x coarser")
     args = parser.parse_args()
     records = load_records(DatasetSpec(args.dataset_path), "all")[: args.images]
     with tempfile.TemporaryDirectory() as cache:  # a fresh cache: every image decoded and resampled, as timed
         scaled, per_image_s = ScaledImages.read(records, PatchScaleCache(cache, args.mm_per_px), progress=False)
         scaled = dataclasses.replace(scaled, arrays=tuple(np.array(a) for a in scaled.arrays))  # off the deleted files
     k = len(records[0].landmark_names)
-    geometry = PatchGeometry(args.patch, args.mm_per_px)
+    geometry = PatchGeometry(args.patch, args.mm_per_px, args.context)
     cpu = torch.device("cpu")
     rows = torch.arange(args.batch_images)
     pool = torch.randn(100, k, 2) * 1.5
@@ -58,7 +59,7 @@ def main() -> None:
     inputs = lambda: local_inputs(scaled.images(rows), scaled.spacing_mm[rows], scaled.landmarks[rows],  # noqa: E731
                                   draw_jitter(pool, args.batch_images), geometry, cpu, cfg, channels_last=True)
     inputs_s = timed(inputs, 20)
-    model = create_model(args.model, k, in_chans=1, head_stride=2).to(memory_format=torch.channels_last)
+    model = create_model(args.model, k, in_chans=len(geometry.channel_scales), head_stride=2).to(memory_format=torch.channels_last)
     codec = HeatmapCodec((args.patch, args.patch), stride=2, sigma=2.0)
     precision = resolve_precision(cpu, True, "auto")
     x, points = inputs()
@@ -68,7 +69,8 @@ def main() -> None:
 
     step_s = timed(step, 5)
     print(f"# Local-stage patch pipeline ({len(records)} ISBI images, {k} landmarks, patch {args.patch} px at "
-          f"{args.mm_per_px} mm/px, {args.batch_images} images per update = {args.batch_images * k} patches)\n")
+          f"{args.mm_per_px} mm/px{f', context x{args.context}' if args.context else ''}, {args.batch_images} images "
+          f"per update = {args.batch_images * k} patches)\n")
     print("| what | time | per image |\n|---|---:|---:|")
     print(f"| decode + resample to the patch scale (once, into the cache) | | {per_image_s * 1000:.1f} ms |")
     print(f"| cut all patches of a batch (grid_sample) | {cut_s * 1000:.1f} ms | "

@@ -68,6 +68,7 @@ ROWS = {
     "--refine_from": ("{missing}", "no such file"),
     "--patch_size": ("48", "must be a positive multiple of 32"),
     "--patch_mm": ("0", "must be more than 0"),
+    "--patch_context": ("1", "must be 0 (no context channel) or at least 2"),
     "--local_epochs": ("0", "must be at least 1"),
     "--local_batch": ("0", "must be at least 1"),
     "--global_share": ("1", "must be in [0.05, 0.95]"),
