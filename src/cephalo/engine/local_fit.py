@@ -168,8 +168,8 @@ def build_local(config: TrainConfig, global_checkpoint: Path | str) -> LocalRun:
               else f"read from {cache.folder}")
     note = (f"local stage: {config.local_model}, {len(names)} patches of {config.patch_size} px at "
             f"{config.patch_mm:g} mm/px ({config.patch_size * config.patch_mm:g} mm){_context_text(geometry)} per image, "
-            f"{config.local_batch} "
-            f"images per update, {updates_per_epoch} updates per epoch; images at the patch scale {cached}\n"
+            f"{config.local_batch} images per update, {updates_per_epoch} updates per epoch; images at the patch scale "
+            f"{cached}\n"
             f"local stage data: {data_note}; the global model's validation MRE {global_errors.mean():.3f} mm, whose errors "
             f"are the jitter")
     return LocalRun(config, device, precision, source, spec, {GLOBAL: (global_stage.spec, global_stage.weights)},
