@@ -6,6 +6,10 @@ With ``--nested``, fold k is held out with ``--test_fold k/n`` instead: the best
 landmarks are refined) is chosen on a seeded ``--val_fraction`` of the other folds, so the held-out fold scores a
 model that no choice was made on.
 
+With ``--refine_from_cv DIR`` (a CV run of a two-stage or global arm), each fold trains only a local stage, on the
+global model of ``DIR/fold-<k>/run/best.pt``: local-stage options compared on the same global models, fold by fold,
+without the spread that time-budgeted global stages bring. Give the same ``--folds``, ``--seed`` and ``--nested``.
+
 Writes into ``--out``: ``fold-<k>/`` (the run and its predictions), ``oof_predictions.csv`` (all folds, the CSV
 layout ``cephalo evaluate`` and ``cephalo analyze`` read), ``cv.json`` and ``cv.md`` (per-fold and pooled MRE / SDR).
 
@@ -58,6 +62,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--nested", action="store_true",
                         help="hold each fold out with --test_fold (validation drawn from the other folds)")
+    parser.add_argument("--refine_from_cv", type=Path,
+                        help="a CV output folder: each fold adds a local stage to that fold's global model")
     parser.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the cephalo train flags")
     args = parser.parse_args()
     train_args = [a for a in args.train_args if a != "--"]
@@ -68,9 +74,11 @@ def main() -> None:
         folder = args.out / f"fold-{k}"
         option, held_out = ("test_fold", "test") if args.nested else ("fold", "valid")
         data = ["--dataset_path", args.dataset_path, f"--{option}", fold, "--seed", str(args.seed)]
+        source = [] if args.refine_from_cv is None else [
+            "--refine_from", str(args.refine_from_cv / f"fold-{k}" / "run" / "best.pt")]
         if not (folder / "trained").is_file():  # --resume auto: an interrupted fold goes on where it stopped
-            cephalo("train", *data, *train_args, "--output_dir", str(folder), "--run_name", "run", "--no_progress",
-                    "--resume", "auto")
+            cephalo("train", *data, *source, *train_args, "--output_dir", str(folder), "--run_name", "run",
+                    "--no_progress", "--resume", "auto")
             (folder / "trained").write_text("done\n")
         minutes = train_minutes(folder / "run")
         cephalo("predict", "--checkpoint", str(folder / "run" / "best.pt"), *data[1:], "--split", held_out,
@@ -88,7 +96,7 @@ def main() -> None:
     pooled = score_predictions(records, names, {k: rows[k][0] for k in keys}).report
     mres = np.array([f["mre_mm"] for f in folds])
     summary = {"dataset": args.dataset_path, "folds": folds, "train_args": train_args, "seed": args.seed,
-               "nested": args.nested,
+               "nested": args.nested, "refine_from_cv": None if args.refine_from_cv is None else str(args.refine_from_cv),
                "mre_mm_mean_over_folds": float(mres.mean()), "mre_mm_sd_over_folds": float(mres.std(ddof=1)),
                "pooled": pooled["overall"], "per_landmark_mre_mm": {n: s["mre_mm"] for n, s in
                                                                    pooled["per_landmark"].items()}}
