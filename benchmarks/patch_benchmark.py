@@ -59,7 +59,8 @@ def main() -> None:
     inputs = lambda: local_inputs(scaled.images(rows), scaled.spacing_mm[rows], scaled.landmarks[rows],  # noqa: E731
                                   draw_jitter(pool, args.batch_images), geometry, cpu, cfg, channels_last=True)
     inputs_s = timed(inputs, 20)
-    model = create_model(args.model, k, in_chans=len(geometry.channel_scales), head_stride=2).to(memory_format=torch.channels_last)
+    model = create_model(args.model, k, in_chans=len(geometry.channel_scales), head_stride=2)
+    model = model.to(memory_format=torch.channels_last)
     codec = HeatmapCodec((args.patch, args.patch), stride=2, sigma=2.0)
     precision = resolve_precision(cpu, True, "auto")
     x, points = inputs()

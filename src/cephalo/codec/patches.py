@@ -108,6 +108,7 @@ class PatchGeometry:
                                 align_corners=False)  # (B, C, K * P, P)
         return patches.reshape(b, c, k, p, p).transpose(1, 2)
 
+
 def own_heatmaps(heatmaps: Tensor, num_landmarks: int) -> Tensor:
     """A local model's output for the patches of ``B`` images, ``(B * K, K, h, w)`` (patch ``i * K + k`` is image
     ``i``'s patch of landmark ``k``) -> ``(B, K, h, w)``: each patch's map of its own landmark, the only one it

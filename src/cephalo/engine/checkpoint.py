@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from cephalo.atomic import atomic_open
+from cephalo.codec.patches import PatchGeometry
 from cephalo.preprocessing.normalize import GREY_MEAN, GREY_STD
 
 FORMAT = "cephalo"
@@ -79,6 +80,10 @@ class StageSpec:
     def in_chans(self) -> int:
         """Input channels: 1 grey, 2 for the patches of a local stage with context."""
         return 2 if self.context else 1
+
+    def patch_geometry(self) -> PatchGeometry:
+        """A local stage's patches (its input size, scale and context)."""
+        return PatchGeometry(self.image_size[0], self.mm_per_px, self.context)
 
     @property
     def heatmap_size(self) -> tuple[int, int]:

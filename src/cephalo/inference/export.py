@@ -87,7 +87,8 @@ def export_metadata(stage: Stage, epoch: int | None, checkpoint_path: Path | str
     return {
         "format_version": FORMAT_VERSION,
         **{k: spec[k] for k in SPEC_KEYS},
-        "input": {"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", stage.spec.in_chans, *spec["image_size"]],
+        "input": {"name": INPUT_NAME, "dtype": "float32",
+                  "shape": ["batch", stage.spec.in_chans, *spec["image_size"]],
                   "values": (f"grey pixel values 0..255 of patches of the original at {stage.spec.mm_per_px:g} mm per "
                              "pixel, centred on the rough landmarks" + (
                                  f"; channel 1: the same centre at {stage.spec.context * stage.spec.mm_per_px:g} mm "

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from cephalo.codec import HeatmapCodec
-from cephalo.codec.patches import PatchGeometry
 from cephalo.engine.checkpoint import StageSpec
 from cephalo.engine.local_stage import refine_with
 from cephalo.inference.predictor import Predictor
@@ -122,8 +121,7 @@ class OnnxPredictor(Predictor):
         if local:
             self.local_codec = HeatmapCodec(self.local_spec.image_size, stride=self.local_spec.stride,
                                             sigma=self.local_spec.sigma)
-            self.geometry = PatchGeometry(self.local_spec.image_size[0], self.local_spec.mm_per_px,
-                                          self.local_spec.context)
+            self.geometry = self.local_spec.patch_geometry()
         self.metadata = meta
         self.path = path
         self.input_name = self.session.get_inputs()[0].name

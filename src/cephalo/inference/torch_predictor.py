@@ -8,7 +8,6 @@ from pathlib import Path
 import torch
 
 from cephalo.codec import HeatmapCodec
-from cephalo.codec.patches import PatchGeometry
 from cephalo.device import resolve_device
 from cephalo.engine.checkpoint import GLOBAL, LOCAL, Stage, load_checkpoint, read_stage
 from cephalo.engine.local_stage import refine_landmarks
@@ -51,7 +50,7 @@ class TorchPredictor(Predictor):
             spec = local[1].spec
             self.local_model = local[0].to(self.device)
             self.local_codec = HeatmapCodec(spec.image_size, stride=spec.stride, sigma=spec.sigma)
-            self.geometry = PatchGeometry(spec.image_size[0], spec.mm_per_px, spec.context)
+            self.geometry = spec.patch_geometry()
 
     @torch.inference_mode()
     def refine_scaled(self, images: torch.Tensor, spacing_mm: torch.Tensor, rough: torch.Tensor) -> torch.Tensor:
