@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The GPU checks and figures, stage by stage (each stage fits a 10-minute slot):
-#   bash benchmarks/gpu_checks.sh quick|doctor|sync|bench-w18|bench-w32|presets|oom|refine|all
+#   bash benchmarks/gpu_checks.sh quick|parity|doctor|sync|bench-w18|bench-w32|presets|oom|refine|all
 # quick (run it first; aimed at <= 6 min on an H100/H200, not yet timed on one): the host-sync check of the
 # training step; cephalo doctor at 1024² for HRNet-W32 under the 8 GiB budget (correctness of every fast path with
 # the reduce-overhead compile mode the user's notes recommend, peak memory at micro-batch 1, 2, 4, speed, the
-# recommended settings run for a few updates); the user's current setup against all safe techniques.
+# recommended settings run for a few updates); the user's current setup against all safe techniques. A part that
+# fails is reported in the log and the next part still runs.
+# parity (~1 min): every backbone against timm's with the same weights, float64 (needs timm; benchmarks/timm_parity.py).
 # doctor: the full doctor (default and reduce-overhead compile modes) and the prefetcher's GPU-only test (it must
 # FAIL with the stream wait removed).
 # refine (real data; ~8 min): HRNet-W32 in one stage at 1024² against a 512² global stage + the local stage, the
@@ -12,6 +14,7 @@
 # images in the working tree: cp -r ../shared/data/isbi2015-train gpu-data/ (git-ignored, 46 MB; carry gpu-data).
 # Summaries go to $RESULTS (the device tool's $OUT when set, else gpu-results/): at most 8 files a stage, one log
 # per stage. Caches, runs and checkpoints go to $WORK (default $TMPDIR/cephalo-gpu-work), never among them.
+# ARCHIVE=FILE.tar.gz packs $RESULTS into that one file after every stage (for tools that return few files).
 # Runs from a source checkout (PYTHONPATH=src): nothing to install beyond torch, numpy, opencv and tqdm.
 # A dry run of the script itself on a CPU (compile left out: a cold compile takes minutes here):
 #   SIZE=64 DEVICE=cpu UPDATES=1 TECHNIQUES=baseline,current,channels_last COMPILE=none bash benchmarks/gpu_checks.sh all
@@ -25,7 +28,7 @@ BUDGET=${BUDGET:-8}       # GiB: the user's RTX 3070 Ti, emulated with --vram_bu
 UPDATES=${UPDATES:-5}     # measured optimizer updates per bench row
 TECHNIQUES=${TECHNIQUES:-all}
 COMPILE=${COMPILE:-default,reduce-overhead}  # the doctor's compile modes ("none": no compiling)
-PYTHON=${PYTHON:-python}
+PYTHON=${PYTHON:-$(command -v python >/dev/null && echo python || echo python3)}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" CEPHALO_CACHE="$WORK/cache"
 mkdir -p "$RESULTS" "$WORK"
 "$PYTHON" -c "import torch, numpy, cv2, tqdm; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
@@ -71,28 +74,38 @@ refine() {  # equal budgets on real data: one stage at 1024² vs 512² + refine 
   local data=${DATA:-gpu-data/isbi2015-train/landmarks.csv} budget=${REFINE_BUDGET:-3m}
   local common=(--dataset_path "$data" --model hrnet --mixed_precision --channels_last --use_ema --time_budget "$budget"
                 --device "$DEVICE" --no_progress --output_dir "$WORK/runs")
-  cephalo train "${common[@]}" --image_size 1024 1024 --run_name w32-1024 2>&1 | tee "$WORK/w32-1024.log"
-  cephalo train "${common[@]}" --image_size 512 512 --refine --run_name w32-512-refine 2>&1 | tee "$WORK/w32-512-refine.log"
+  cephalo train "${common[@]}" --image_size 1024 1024 --run_name w32-1024 2>&1 | tee "$RESULTS/w32-1024.log" || true
+  cephalo train "${common[@]}" --image_size 512 512 --refine --run_name w32-512-refine 2>&1 \
+    | tee "$RESULTS/w32-512-refine.log" || true
   { echo "# refine stage: $(date -u +%F), $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || echo "$DEVICE")"
     echo "budget $budget each, $data, seeded 120/30 split"
     for run in w32-1024 w32-512-refine; do
-      echo "## $run"; grep -E "^(time budget|local stage time budget|best)|best refined" "$WORK/$run.log" || true
+      echo "## $run"; grep -E "^(time budget|local stage time budget|best)|best refined" "$RESULTS/$run.log" || true
     done; } > "$RESULTS/refine.md"
 }
 
 stage() {  # run a stage with its output in one log: $RESULTS/<stage>.log
-  local name=$1; shift
-  { echo "== $name: $(date -u +%FT%TZ)"; "$@"; echo "== $name done: $(date -u +%FT%TZ)"; } 2>&1 | tee -a "$RESULTS/$name.log"
+  local name=$1 status=0; shift
+  { echo "== $name: $(date -u +%FT%TZ)"; "$@"; echo "== $name done: $(date -u +%FT%TZ)"; } 2>&1 \
+    | tee -a "$RESULTS/$name.log" || status=$?
+  if [[ -n ${ARCHIVE:-} ]]; then tar czf "$ARCHIVE.tmp" -C "$RESULTS" . && mv "$ARCHIVE.tmp" "$ARCHIVE"; fi
+  return "$status"
+}
+
+parity() {  # our backbones against timm's, same weights, float64 (timm_parity.json)
+  "$PYTHON" benchmarks/timm_parity.py --device "$DEVICE" --image_size "${PARITY_SIZE:-256}" \
+    --out "$RESULTS/timm_parity.json" || echo "parity: FAILED or not run (see above)"
 }
 
 quick() {
-  sync
+  sync || echo "sync: FAILED (exit $?)"
   COMPILE=reduce-overhead DOCTOR_UPDATES=2 doctor
-  TECHNIQUES=current,all_safe UPDATES=3 bench hrnet_w32
+  TECHNIQUES=current,all_safe UPDATES=3 bench hrnet_w32 || echo "bench: FAILED (exit $?)"
 }
 
 case "${1:-all}" in
   quick) stage quick quick ;;
+  parity) stage parity parity ;;
   doctor) stage doctor doctor; stage doctor prefetch_test ;;
   sync) stage sync sync ;;
   bench-w18) stage bench-w18 bench hrnet_w18 ;;
@@ -102,5 +115,5 @@ case "${1:-all}" in
   refine) stage refine refine ;;
   all) stage sync sync; stage doctor doctor; stage bench-w18 bench hrnet_w18; stage bench-w32 bench hrnet_w32
        stage presets presets; stage oom oom ;;
-  *) echo "usage: $0 quick|doctor|sync|bench-w18|bench-w32|presets|oom|all" >&2; exit 2 ;;
+  *) echo "usage: $0 quick|parity|doctor|sync|bench-w18|bench-w32|presets|oom|refine|all" >&2; exit 2 ;;
 esac

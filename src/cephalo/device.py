@@ -10,13 +10,19 @@ import torch
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` (CUDA when there is one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``; a clear error for CUDA on a
-    machine or PyTorch build without it."""
+    machine or PyTorch build without it. A CUDA device always carries its index (``cuda`` -> ``cuda:<current>``):
+    some CUDA calls (``set_per_process_memory_fraction``) refuse a device without one."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
         raise ValueError(f"--device {name}: CUDA is not available in this PyTorch build or machine; use --device cpu")
-    return device
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise ValueError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
 
 
 def synchronize(device: torch.device) -> None:
