@@ -101,3 +101,29 @@ def test_worker_output_and_errors():
     assert failed["error"] == "worker ended without a result (killed by signal 9): Something: broke"
     assert error_result(torch.OutOfMemoryError("CUDA out of memory. Tried ...")) == {"error": "out of memory"}
     assert error_result(ValueError("bad size\nmore")) == {"error": "ValueError: bad size"}
+
+
+def test_a_bench_stopped_part_way_keeps_the_rows_it_measured(tmp_path, monkeypatch):
+    """The report is rewritten after every row: a GPU run killed by its time limit kept nothing before."""
+    import cephalo.bench.run as bench_run
+
+    measure = bench_run.run_row
+    calls = []
+
+    def stop_at_the_second_row(row, options):
+        calls.append(row.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # what a time limit or Ctrl+C does part-way
+        return measure(row, options)
+
+    monkeypatch.setattr(bench_run, "run_row", stop_at_the_second_row)
+    out = tmp_path / "bench"
+    code = main(["bench", "--image_size", "64", "64", "--model", "hrnet_w18_small", "--batch_size", "1",
+                 "--gradient_accumulation_steps", "1", "--warmup_updates", "1", "--measure_updates", "1",
+                 "--num_workers", "0", "--device", "cpu", "--cache_dir", str(tmp_path / "cache"),
+                 "--techniques", "current,channels_last", "--output_dir", str(out)])
+    assert code == 130 and calls == ["current", "channels_last"]
+    report = json.loads((out / "bench.json").read_text(encoding="utf-8"))
+    assert [r["name"] for r in report["rows"]] == ["current"]
+    assert report["rows"][0]["result"]["images_per_s"] > 0
+    assert "| current |" in (out / "bench.md").read_text(encoding="utf-8")

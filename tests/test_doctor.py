@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 
 import pytest
 import torch
@@ -228,6 +229,10 @@ def test_doctor_on_cpu_passes_and_writes_its_report(tmp_path, capsys):
     assert not [c for c in report["checks"] if c["status"] == FAIL]
     assert report["command"].startswith("cephalo train --dataset_path synthetic --model hrnet_w18_small")
     assert "recommended for this machine" in printed and "correctness:" in printed
+    # each check is shown as it is made, with the time so far, before the table at the end
+    streamed = printed[:printed.index("recommended for this machine")]
+    assert re.search(r"\[ *\d+ s\] channels_last: PASS", streamed), printed
+    assert streamed.index("channels_last: PASS") < streamed.index("speed:") < streamed.index("eager: INFO")
     assert (out / "doctor.md").read_text().startswith("# cephalo doctor")
 
 

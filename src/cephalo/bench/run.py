@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,9 +121,11 @@ def progress_line(index: int, total: int, row: Row, result: dict | None, referen
     return text + f", first updates {result['first_updates_seconds']:.1f} s, row took {result['wall_seconds']:.0f} s"
 
 
-def run_bench(options: BenchOptions) -> tuple[list[Row], str, dict]:
+def run_bench(options: BenchOptions, after_row: Callable[[list[Row], str, dict], None] = lambda *_: None,
+              ) -> tuple[list[Row], str, dict]:
     """Run the rows; each row gets its worker's result in ``row.extra['result']`` (None: not timed). Also returns
-    the data line and the load average before and after the rows (other work on the machine skews the figures)."""
+    the data line and the load average before and after the rows (other work on the machine skews the figures).
+    ``after_row(rows done, data line, load)`` runs after each row, so a run cut short keeps what it measured."""
     Path(options.output_dir).mkdir(parents=True, exist_ok=True)
     data_note = prepare_data(options)
     print(f"data: {data_note}", flush=True)
@@ -135,5 +138,6 @@ def run_bench(options: BenchOptions) -> tuple[list[Row], str, dict]:
         if row.name == "current" and result is not None and "error" not in result:
             current = result
         print(progress_line(i, len(rows), row, result, current), flush=True)
+        after_row(rows[:i], data_note, {**load, "after": load_average()})
     load["after"] = load_average()
     return rows, data_note, load

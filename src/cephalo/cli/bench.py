@@ -45,8 +45,13 @@ def command_line(o: BenchOptions) -> str:
 
 def run(args: argparse.Namespace) -> int:
     options = options_from(args)
-    rows, data_note, load = run_bench(options)
-    report = build_report(rows, options.settings(), command_line(options), data_note, options.epoch_images, load)
+
+    def report_of(rows: list, data_note: str, load: dict) -> dict:
+        return build_report(rows, options.settings(), command_line(options), data_note, options.epoch_images, load)
+
+    # the report is rewritten after every row: a run stopped part-way (a timeout, Ctrl+C) keeps the rows it measured
+    rows, data_note, load = run_bench(options, lambda *done: write_report(report_of(*done), Path(options.output_dir)))
+    report = report_of(rows, data_note, load)
     md_path, json_path = write_report(report, Path(options.output_dir))
     print()
     print(markdown(report))

@@ -21,7 +21,7 @@ import torch
 
 from cephalo.bench.run import parse_worker_output, worker_environment
 from cephalo.device import resolve_device
-from cephalo.doctor.report import FAIL, INFO, PASS, Check
+from cephalo.doctor.report import FAIL, INFO, PASS, Check, shown
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.gpu_memory import MARGIN, apply_vram_budget, cuda_step_peak, state_bytes_after_step
 from cephalo.engine.precision import resolve_precision
@@ -65,32 +65,37 @@ def measure_in_fresh_process(spec: dict, timeout_s: float = 600.0) -> dict:
 
 
 def memory_checks(base: TrainConfig, landmarks: int, per_update: int, budget_bytes: int,
-                  measure: Measure = measure_in_fresh_process) -> tuple[list[Check], dict]:
-    """One line per micro-batch (dividing ``per_update``) and checkpointing setting; also returns
-    ``{(micro_batch, checkpointing): peak bytes or None (out of memory)}`` of those that ran."""
-    limit = budget_bytes * (1 - MARGIN)
+                  measure: Measure = measure_in_fresh_process,
+                  show: Callable[[Check], None] = lambda c: None) -> tuple[list[Check], dict]:
+    """One line per micro-batch (dividing ``per_update``) and checkpointing setting, each passed to ``show`` when
+    measured; also returns ``{(micro_batch, checkpointing): peak bytes or None (out of memory)}`` of those that ran."""
     checks, peaks = [], {}
     for checkpointing in (False, True):
         for micro in (b for b in MICRO_BATCHES if per_update % b == 0):
             overrides = dataclasses.replace(base, gradient_checkpointing=checkpointing).to_dict()
             result = measure({"overrides": overrides, "landmarks": landmarks, "micro_batch": micro})
             name = f"micro-batch {micro}" + (", checkpointing" if checkpointing else "")
-            if "error" in result:
-                checks.append(Check(SECTION, name, FAIL, f"the measurement failed: {result['error']}"))
-                continue
-            peak = result.get("peak_bytes")
-            peaks[(micro, checkpointing)] = peak
-            figures = {"micro_batch": micro, "checkpointing": checkpointing, "peak_bytes": peak,
-                       "reserved_bytes": result.get("reserved_bytes"), "limit_bytes": limit}
-            if peak is None:
-                checks.append(Check(SECTION, name, INFO, f"does not fit: out of memory under the "
-                                    f"{budget_bytes / 2**30:.1f} GiB budget", figures))
-            else:
-                fits = peak <= limit
-                checks.append(Check(SECTION, name, PASS if fits else INFO, f"{peak / 2**30:.2f} GiB peak: "
-                                    + ("fits" if fits else "does not fit") + f" {budget_bytes / 2**30:.1f} GiB less "
-                                    f"{MARGIN:.0%} ({limit / 2**30:.2f} GiB)", figures))
+            if "error" not in result:
+                peaks[(micro, checkpointing)] = result.get("peak_bytes")
+            checks.append(shown(show, _memory_line(name, result, micro, checkpointing, budget_bytes)))
     return checks, peaks
+
+
+def _memory_line(name: str, result: dict, micro: int, checkpointing: bool, budget_bytes: int) -> Check:
+    """A measurement's line: failed, out of memory, or its peak against the budget less the margin."""
+    if "error" in result:
+        return Check(SECTION, name, FAIL, f"the measurement failed: {result['error']}")
+    limit = budget_bytes * (1 - MARGIN)
+    peak = result.get("peak_bytes")
+    figures = {"micro_batch": micro, "checkpointing": checkpointing, "peak_bytes": peak,
+               "reserved_bytes": result.get("reserved_bytes"), "limit_bytes": limit}
+    if peak is None:
+        return Check(SECTION, name, INFO, f"does not fit: out of memory under the {budget_bytes / 2**30:.1f} GiB "
+                     "budget", figures)
+    fits = peak <= limit
+    return Check(SECTION, name, PASS if fits else INFO, f"{peak / 2**30:.2f} GiB peak: "
+                 + ("fits" if fits else "does not fit") + f" {budget_bytes / 2**30:.1f} GiB less {MARGIN:.0%} "
+                 f"({limit / 2**30:.2f} GiB)", figures)
 
 
 def main(argv: list[str] | None = None) -> int:

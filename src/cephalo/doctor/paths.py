@@ -12,13 +12,14 @@ of where they started, so comparing weights would pass whatever the gradients we
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
 from cephalo.device import exact_fp32
-from cephalo.doctor.report import FAIL, PASS, SKIPPED, Check
+from cephalo.doctor.report import FAIL, PASS, SKIPPED, Check, shown
 from cephalo.engine import agreement as rounding_floor
 from cephalo.engine.agreement import REDUCED_PRECISION, SAME_MATHS, Agreement, Tolerance, agreement, perturbed
 from cephalo.engine.compile_check import fixed_group, group_gradients
@@ -204,10 +205,10 @@ def floor_check(rounding: str, floor: dict[str, Agreement]) -> Check:
                  f"{detail}", {name: {"cosine": a.cosine, "rel_l2": a.rel_l2} for name, a in floor.items()})
 
 
-def correctness_checks(base: TrainConfig, paths: list) -> list[Check]:
+def correctness_checks(base: TrainConfig, paths: list, show: Callable[[Check], None] = lambda c: None) -> list[Check]:
     """Every path of ``paths`` (see :func:`fast_paths`) against the reference: ``base`` as it is, eager, float32 with
     TF32 off, weights drawn once (``base.seed``) and shared by every path; then one rounding floor per precision
-    the paths use, each a line of the table."""
+    the paths use, each a line of the table. ``show`` sees each check as it is made (a cold compile takes minutes)."""
     reference_config = dataclasses.replace(base, mixed_precision=False, channels_last=False,
                                            gradient_checkpointing=False, use_compile=False)
     weights = {k: v.detach().cpu().clone() for k, v in build_training(reference_config).raw_model.state_dict().items()}
@@ -220,7 +221,7 @@ def correctness_checks(base: TrainConfig, paths: list) -> list[Check]:
                       for key in dict.fromkeys(p.rounding for p in to_check)}
     except PathSkipped as e:
         why = f"the reference (eager fp32) could not run: {e}; try a smaller --image_size"
-        return [p if isinstance(p, Check) else Check(SECTION, p.name, SKIPPED, why) for p in paths]
-    checks = [floor_check(key, floor) for key, floor in floors.items()]
-    return checks + [p if isinstance(p, Check) else check_path(p, base, weights, reference, floors[p.rounding])
-                     for p in paths]
+        return [shown(show, p if isinstance(p, Check) else Check(SECTION, p.name, SKIPPED, why)) for p in paths]
+    checks = [shown(show, floor_check(key, floor)) for key, floor in floors.items()]
+    return checks + [shown(show, p if isinstance(p, Check) else check_path(p, base, weights, reference,
+                                                                            floors[p.rounding])) for p in paths]

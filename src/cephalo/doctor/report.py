@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 PASS, FAIL, SKIPPED, INFO = "PASS", "FAIL", "SKIPPED", "INFO"  # INFO: a fact about the machine, nothing to pass
@@ -21,6 +22,17 @@ class Check:
     def __post_init__(self) -> None:
         if self.status not in (PASS, FAIL, SKIPPED, INFO):
             raise ValueError(f"unknown status {self.status!r}")
+
+
+def check_line(c: Check) -> str:
+    """``name: STATUS detail``, the line shown as a check completes (the table at the end aligns them)."""
+    return f"{c.name}: {c.status} {c.detail}".rstrip()
+
+
+def shown(show: Callable[[Check], None], check: Check) -> Check:
+    """``check``, after ``show`` has seen it: sections pass each check on as it is made."""
+    show(check)
+    return check
 
 
 def failed(checks: list[Check]) -> list[Check]:

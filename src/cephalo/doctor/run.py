@@ -8,6 +8,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from cephalo.doctor.memory import memory_checks
 from cephalo.doctor.paths import correctness_checks, fast_paths
 from cephalo.doctor.prefetch import prefetcher_check
 from cephalo.doctor.recommend import Recommendation, command_text, command_words, recommend
-from cephalo.doctor.report import FAIL, INFO, PASS, SKIPPED, Check
+from cephalo.doctor.report import FAIL, INFO, PASS, SKIPPED, Check, check_line, shown
 from cephalo.doctor.speed import speed_checks
 from cephalo.engine.config import COMPILE_MODES, TrainConfig, parse_args
 from cephalo.engine.data import build_datasets
@@ -146,7 +147,14 @@ def run_doctor(o: DoctorOptions, say=print) -> DoctorResult:
     base.check()
     checks = environment_checks(device, Path(o.cache_dir) if o.cache_dir else default_cache_dir(), base.image_size)
     compile_check = next(c for c in checks if c.name == "torch.compile")
-    say("\n".join(f"{c.name}: {c.status} {c.detail}" for c in checks))
+    start = time.monotonic()
+
+    def show(check: Check) -> None:  # each line as it is made, with the time so far: a cold compile takes minutes
+        say(f"  [{time.monotonic() - start:4.0f} s] {check_line(check)}")
+
+    say("environment:")
+    for check in checks:
+        show(check)
     if o.vram_budget_gb and device.type == "cuda":
         say(apply_vram_budget(device, o.vram_budget_gb))
     train_set, _, data_note = build_datasets(base)  # cached once, before the checks read it
@@ -156,7 +164,8 @@ def run_doctor(o: DoctorOptions, say=print) -> DoctorResult:
     say(f"correctness: every fast path against eager fp32 (TF32 off), {base.model} at "
         f"{base.image_size[0]}x{base.image_size[1]}, {base.gradient_accumulation_steps} x {base.batch_size} images")
     usable = None if compile_check.status == PASS else compile_check.detail
-    correctness = correctness_checks(base, fast_paths(device, o.modes(), usable)) + [prefetcher_check(device)]
+    correctness = correctness_checks(base, fast_paths(device, o.modes(), usable), show) \
+        + [shown(show, prefetcher_check(device))]
     checks += correctness
     passed = {c.name for c in correctness if c.status == PASS}
     unchecked = {c.name for c in correctness if c.figures.get("ill_conditioned")}
@@ -167,10 +176,12 @@ def run_doctor(o: DoctorOptions, say=print) -> DoctorResult:
     if budget is not None:
         say("memory: micro-batch 1, 2, 4 with and without checkpointing, each in a fresh process")
         precision = {"mixed_precision": True} if "fp16 autocast + GradScaler" in passed | unchecked else {}
-        memory, peaks = memory_checks(dataclasses.replace(base, **precision), landmarks, per_update, budget)
+        memory, peaks = memory_checks(dataclasses.replace(base, **precision), landmarks, per_update, budget,
+                                      show=show)
         checks += memory
     else:
-        checks.append(Check("memory", "GPU memory", SKIPPED, f"measured on CUDA only (this run is on {device})"))
+        checks.append(shown(show, Check("memory", "GPU memory", SKIPPED,
+                                        f"measured on CUDA only (this run is on {device})")))
 
     limit = (budget or 0) * (1 - MARGIN)
     draft = recommend(device.type, per_update, o.batch_size, peaks, limit, passed, {}, unchecked)
@@ -179,7 +190,7 @@ def run_doctor(o: DoctorOptions, say=print) -> DoctorResult:
     precision = {"mixed_precision": draft.mixed_precision, "amp_dtype": draft.amp_dtype}
     say(f"speed: {', '.join(speed_variants(passed, o.modes(), precision))} at micro-batch {draft.micro_batch}")
     speed, speeds = speed_checks(dataclasses.replace(base, **micro), speed_variants(passed, o.modes(), precision),
-                                 o.speed_updates)
+                                 o.speed_updates, show)
     checks += speed
 
     final = recommend(device.type, per_update, o.batch_size, peaks, limit, passed, speeds, unchecked)
@@ -187,7 +198,7 @@ def run_doctor(o: DoctorOptions, say=print) -> DoctorResult:
     checks += [Check("recommendation", "settings", INFO, why) for why in final.reasons]
     if final.fits:
         say(f"proof: {command_text(words)} for {o.proof_updates + 1} updates")
-        checks.append(prove(words, o.dataset_path, o.cache_dir, o.proof_updates))
+        checks.append(shown(show, prove(words, o.dataset_path, o.cache_dir, o.proof_updates)))
     else:
         checks.append(Check("recommendation", "proof run", SKIPPED, "nothing fits this budget at this size"))
     settings = {**dataclasses.asdict(o), "resolved_model": base.model, "resolved_image_size": list(base.image_size),

@@ -5,11 +5,12 @@ after a warm-up update that holds the compilation."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import torch
 
 from cephalo.bench.worker import run_segment
-from cephalo.doctor.report import FAIL, INFO, Check
+from cephalo.doctor.report import FAIL, INFO, Check, shown
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.setup import build_training
 
@@ -21,24 +22,29 @@ def _images_per_s(config: TrainConfig, updates: int) -> dict:
     return run_segment(build_training(config), warmup_updates=1, measure_updates=updates)
 
 
-def speed_checks(base: TrainConfig, variants: dict[str, dict], updates: int) -> tuple[list[Check], dict[str, float]]:
-    """``variants``: name -> changes to ``base``. One line each; also returns name -> images/s of those that ran."""
+def speed_checks(base: TrainConfig, variants: dict[str, dict], updates: int,
+                 show: Callable[[Check], None] = lambda c: None) -> tuple[list[Check], dict[str, float]]:
+    """``variants``: name -> changes to ``base``. One line each, passed to ``show`` when measured; also returns
+    name -> images/s of those that ran."""
     checks, speeds = [], {}
     for name, changes in variants.items():
-        try:
-            segment = _images_per_s(dataclasses.replace(base, **changes), updates)
-        except torch.OutOfMemoryError:
-            checks.append(Check(SECTION, name, INFO, "out of memory at this micro-batch"))
-            continue
-        except Exception as e:  # noqa: BLE001 -- one variant failing says something; the others still run
-            checks.append(Check(SECTION, name, FAIL, f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"))
-            continue
-        finally:
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        speeds[name] = segment["images_per_s"]
-        first = segment["first_updates_seconds"]
-        relative = f" ({speeds[name] / speeds['eager']:.2f}x eager)" if "eager" in speeds and name != "eager" else ""
-        checks.append(Check(SECTION, name, INFO, f"{speeds[name]:.3g} images/s{relative}, first update {first:.1f} s",
-                            {"images_per_s": speeds[name], "first_update_seconds": first, "changes": changes}))
+        checks.append(shown(show, _speed_line(name, base, changes, updates, speeds)))
     return checks, speeds
+
+
+def _speed_line(name: str, base: TrainConfig, changes: dict, updates: int, speeds: dict[str, float]) -> Check:
+    """Measure one variant (its images/s lands in ``speeds``) and say how it went."""
+    try:
+        segment = _images_per_s(dataclasses.replace(base, **changes), updates)
+    except torch.OutOfMemoryError:
+        return Check(SECTION, name, INFO, "out of memory at this micro-batch")
+    except Exception as e:  # noqa: BLE001 -- one variant failing says something; the others still run
+        return Check(SECTION, name, FAIL, f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
+    finally:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    speeds[name] = segment["images_per_s"]
+    first = segment["first_updates_seconds"]
+    relative = f" ({speeds[name] / speeds['eager']:.2f}x eager)" if "eager" in speeds and name != "eager" else ""
+    return Check(SECTION, name, INFO, f"{speeds[name]:.3g} images/s{relative}, first update {first:.1f} s",
+                 {"images_per_s": speeds[name], "first_update_seconds": first, "changes": changes})
