@@ -11,8 +11,8 @@ with each other, the folds' own difficulty taken out.
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +21,12 @@ MUST_IMPROVE = ("Go", "Po", "Ar")  # gonion, porion, articulare: the hard low-co
 
 
 def main() -> None:
-    args = sys.argv[1:]
-    reference = args.pop(args.index("--reference") + 1) if "--reference" in args else None
-    args = [a for a in args if a != "--reference"]
-    arms = {Path(p).parent.name: json.loads(Path(p).read_text(encoding="utf-8")) for p in args}
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cv_json", nargs="+", type=Path, help="each arm's cv.json (the arm is its folder's name)")
+    parser.add_argument("--reference", help="an arm: each arm's fold-by-fold difference from it")
+    args = parser.parse_args()
+    reference = args.reference
+    arms = {p.parent.name: json.loads(p.read_text(encoding="utf-8")) for p in args.cv_json}
     rows = ["| arm | train flags | MRE mm, mean ± SD over 5 folds | fold MREs | SDR@2mm pooled | Go / Po / Ar mm |",
             "|---|---|---:|---|---:|---|"]
     for name, cv in arms.items():

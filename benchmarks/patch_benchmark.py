@@ -19,7 +19,7 @@ from cephalo.codec import HeatmapCodec
 from cephalo.codec.patches import PatchGeometry
 from cephalo.datasets.sources import DatasetSpec, load_records
 from cephalo.engine.augment import AugmentConfig
-from cephalo.engine.local_stage import draw_jitter, local_inputs, local_loss
+from cephalo.engine.local_patches import draw_jitter, local_inputs, local_loss
 from cephalo.engine.precision import resolve_precision
 from cephalo.models import create_model
 from cephalo.preprocessing.cache import PatchScaleCache

@@ -28,7 +28,7 @@ from cephalo.codec import HeatmapCodec
 from cephalo.codec.patches import PatchGeometry
 from cephalo.datasets.sources import DatasetSpec, default_cache_dir, load_records
 from cephalo.engine.augment import AugmentConfig
-from cephalo.engine.local_stage import draw_jitter, local_inputs, local_loss, refine_landmarks
+from cephalo.engine.local_patches import draw_jitter, local_inputs, local_loss, refine_landmarks
 from cephalo.engine.precision import resolve_precision
 from cephalo.engine.schedule import build_scheduler
 from cephalo.engine.setup import param_groups

@@ -22,20 +22,20 @@ from cephalo.device import exact_fp32
 from cephalo.doctor.paths import run_path
 from cephalo.engine.agreement import EPS, FLOORS, agreement, perturbed
 from cephalo.engine.config import TrainConfig
-from cephalo.engine.setup import build_training
+from cephalo.engine.global_stage import GlobalStage
 
 
-def lost_earlier_micro_batches(t, images, landmarks, weight, sync):
+def lost_earlier_micro_batches(stage, model, batch, weight, sync, augment=True):
     """The bug CUDA graphs have had with accumulation: each micro-batch's gradient replaces the sum so far."""
-    for p in t.raw_model.parameters():
+    for p in stage.parts.raw_model.parameters():
         p.grad = None
-    return REAL_FORWARD_BACKWARD(t, images, landmarks, weight, sync)
+    return REAL_FORWARD_BACKWARD(stage, model, batch, weight, sync, augment)
 
 
-def first_micro_batch_dropped(t, images, landmarks, weight, sync):
+def first_micro_batch_dropped(stage, model, batch, weight, sync, augment=True):
     first = not getattr(first_micro_batch_dropped, "seen", False)
     first_micro_batch_dropped.seen = True
-    return REAL_FORWARD_BACKWARD(t, images, landmarks, 0.0 if first else weight, sync)
+    return REAL_FORWARD_BACKWARD(stage, model, batch, 0.0 if first else weight, sync, augment)
 
 
 REAL_FORWARD_BACKWARD = loop.forward_backward
@@ -54,7 +54,7 @@ def main() -> None:
                        batch_size=args.micro_batch, gradient_accumulation_steps=args.accumulation,
                        augmentation="none", num_workers=0, epochs=1, warmup_epochs=0.0, use_ema=True,
                        progress=False, device="cpu", cache_dir=args.cache_dir)
-    weights = {k: v.detach().clone() for k, v in build_training(base).raw_model.state_dict().items()}
+    weights = {k: v.detach().clone() for k, v in GlobalStage(base).parts.raw_model.state_dict().items()}
     start = time.perf_counter()
     with exact_fp32():
         reference = run_path(base, weights, updates=False).gradients

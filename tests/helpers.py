@@ -65,6 +65,41 @@ class TinyHead(nn.Module):
         pass
 
 
+class TinyUpHead(nn.Module):
+    """Heatmaps at stride 2 from TinyBackbone's stride-4 features (the local stage's stride)."""
+
+    def __init__(self, num_landmarks: int):
+        super().__init__()
+        self.final = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(8, num_landmarks, 1))
+
+    def forward(self, features):
+        return self.final(features[-1])
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        pass
+
+
+TINY_MODELS = ("tiny_global", "tiny_local")
+
+
+def register_tiny_models() -> None:
+    """``tiny_global`` (stride 4) and ``tiny_local`` (stride 2, the local stage's) in the model registry, so that a
+    two-stage run builds them by name; :func:`unregister_tiny_models` takes them out again."""
+    from cephalo.models.registry import register_model
+
+    register_model("tiny_global", backbone=lambda in_chans=1: TinyBackbone(in_chans),
+                   head=lambda backbone, num_landmarks, head_stride: TinyHead(num_landmarks))
+    register_model("tiny_local", backbone=lambda in_chans=1: TinyBackbone(in_chans),
+                   head=lambda backbone, num_landmarks, head_stride: TinyUpHead(num_landmarks))
+
+
+def unregister_tiny_models() -> None:
+    from cephalo.models.registry import unregister
+
+    for name in TINY_MODELS:
+        unregister(name)
+
+
 def tiny_heatmap_model(num_landmarks: int = 3):
     """A :class:`~cephalo.models.HeatmapModel` of a few hundred parameters (stride 4), for checkpoint fixtures."""
     from cephalo.models import HeatmapModel

@@ -3,7 +3,6 @@
 import copy
 import dataclasses
 import json
-import time
 
 import pytest
 import torch
@@ -14,8 +13,9 @@ from cephalo.checks import duration_seconds, format_duration
 from cephalo.engine.budget import epochs_text, first_epoch_costs, planned_updates
 from cephalo.engine.checkpoint import load_checkpoint
 from cephalo.engine.config import load_config_file, parse_args
+from cephalo.engine.global_stage import GlobalStage
 from cephalo.engine.loop import train_one_epoch
-from cephalo.engine.trainer import fit
+from cephalo.engine.stages import train
 from tests.helpers import TinyHeatmapNet, interrupted_at_epoch, raise_on_call
 
 
@@ -77,23 +77,22 @@ def test_epochs_text():
                                                            "1 epoch + 1 update"]
 
 
-def test_a_budgeted_run_ends_within_the_budget_with_its_schedule_run_to_the_end(tiny_config, capsys):
+def test_a_budgeted_run_plans_its_updates_and_runs_its_schedule_to_the_end(tiny_config, capsys):
+    """The plan's mechanics; whether a run ends within its budget on a real machine is measured by
+    benchmarks/budget_check.py (a wall-clock figure, not a test's)."""
     seconds = 8.0  # a first epoch of this tiny run takes ~1 s (first calls), later ones far less
-    start = time.perf_counter()
-    result = fit(dataclasses.replace(tiny_config, time_budget=seconds), TinyHeatmapNet())
-    elapsed = time.perf_counter() - start
+    train(dataclasses.replace(tiny_config, time_budget=seconds), TinyHeatmapNet())
     out = capsys.readouterr().out
     state = load_checkpoint(f"{tiny_config.output_dir}/run/last.pt")
     planned = state["progress"]["planned_updates"]
     assert planned > 2 * 4 and state["updates"] == planned  # several epochs of 4 updates, all of the plan done
     assert state["epoch"] == -(-planned // 4)  # a partial last epoch counts as one
     assert f"-> {epochs_text(planned, 4)}, {planned} updates" in out and "time budget: 8 s for the whole run" in out
-    assert elapsed <= seconds + result.metrics["val_seconds"] + 1.0  # within the budget plus one validation
     assert state["metrics"]["lr"] == pytest.approx(tiny_config.lr * tiny_config.min_lr_ratio, rel=1e-3)
 
 
 def test_a_budget_shorter_than_the_first_epoch_stops_at_it_and_validates(tiny_config, capsys):
-    result = fit(dataclasses.replace(tiny_config, time_budget=1e-3), TinyHeatmapNet())
+    result = train(dataclasses.replace(tiny_config, time_budget=1e-3), TinyHeatmapNet())
     assert "ran out during the first epoch" in result.tracker.stopped_because
     assert result.metrics["updates"] == 1 and "val_mre_mm" in result.metrics and result.best_written
     assert load_checkpoint(f"{tiny_config.output_dir}/run/last.pt")["progress"]["planned_updates"] == 0
@@ -105,14 +104,14 @@ def test_resume_in_a_budgeted_run_keeps_the_plan_and_gives_the_same_weights(tiny
     torch.manual_seed(0)
     model = TinyHeatmapNet()
     full = dataclasses.replace(tiny_config, time_budget=3600, use_ema=True, run_name="full")
-    fit(full, copy.deepcopy(model))
+    train(full, copy.deepcopy(model))
 
     monkeypatch.setattr(trainer, "train_one_epoch", interrupted_at_epoch(2))
     with pytest.raises(KeyboardInterrupt):
-        fit(dataclasses.replace(full, run_name="part"), copy.deepcopy(model))
+        train(dataclasses.replace(full, run_name="part"), copy.deepcopy(model))
     monkeypatch.setattr(trainer, "train_one_epoch", train_one_epoch)
     monkeypatch.setattr(budget, "planned_updates", lambda *args, **kwargs: pytest.fail("a resumed run re-planned"))
-    fit(dataclasses.replace(full, run_name="part", resume=f"{tiny_config.output_dir}/part/last.pt"), TinyHeatmapNet())
+    train(dataclasses.replace(full, run_name="part", resume=f"{tiny_config.output_dir}/part/last.pt"), TinyHeatmapNet())
 
     a = load_checkpoint(f"{tiny_config.output_dir}/full/last.pt")
     b = load_checkpoint(f"{tiny_config.output_dir}/part/last.pt")
@@ -125,16 +124,16 @@ def test_resume_in_a_budgeted_run_keeps_the_plan_and_gives_the_same_weights(tiny
 
     # stopped after the plan's last update, before the partial epoch's end (its validation): the resumed run only
     # ends that epoch, it trains no further update
-    real_validate = trainer.validate
-    monkeypatch.setattr(trainer, "validate", raise_on_call(real_validate, 4))  # the partial epoch's validation
+    real_validate = GlobalStage.validate
+    monkeypatch.setattr(GlobalStage, "validate", raise_on_call(real_validate, 4))  # the partial epoch's validation
     monkeypatch.setattr(budget, "planned_updates", lambda *args, **kwargs: 3 * 4 + 2)
     late = dataclasses.replace(full, run_name="late", recovery_interval=14)
     with pytest.raises(KeyboardInterrupt):
-        fit(late, copy.deepcopy(model))
+        train(late, copy.deepcopy(model))
     assert load_checkpoint(f"{tiny_config.output_dir}/late/recovery.pt")["updates"] == 14
-    monkeypatch.setattr(trainer, "validate", real_validate)
+    monkeypatch.setattr(GlobalStage, "validate", real_validate)
     monkeypatch.setattr(budget, "planned_updates", lambda *args, **kwargs: pytest.fail("a resumed run re-planned"))
-    fit(dataclasses.replace(late, resume=f"{tiny_config.output_dir}/late/recovery.pt"), TinyHeatmapNet())
+    train(dataclasses.replace(late, resume=f"{tiny_config.output_dir}/late/recovery.pt"), TinyHeatmapNet())
     c = load_checkpoint(f"{tiny_config.output_dir}/late/last.pt")
     assert c["updates"] == 14 and c["epoch"] == 4
     for key in a["model"]:
@@ -150,13 +149,15 @@ def test_resume_in_a_budgeted_run_keeps_the_plan_and_gives_the_same_weights(tiny
 def test_a_budget_without_image_size_takes_the_size_measured_for_it(tiny_config, monkeypatch, capsys, budget_s,
                                                                     given, refine, size):
     import cephalo.engine.stages as stages
+    from cephalo.engine.config import TrainConfig
 
+    monkeypatch.setattr(TrainConfig, "check", lambda self: None)  # 48 and 40 are not multiples of 32
     monkeypatch.setattr(budget, "BUDGET_IMAGE_SIZES", ((60.0, (32, 32)), (float("inf"), (64, 64))))
     monkeypatch.setattr(budget, "REFINE_IMAGE_SIZES", ((60.0, (16, 16)), (float("inf"), (40, 40))))
     seen = []
     # the global stage only: an interrupted one ends the run before its local stage
-    monkeypatch.setattr(stages, "fit", lambda config, given=None: seen.append(config.image_size)
-                        or trainer.FitResult(config.output_dir, None, interrupted="SIGINT"))
+    monkeypatch.setattr(stages, "GlobalStage", lambda config, model=None, run_config=None: seen.append(config.image_size))
+    monkeypatch.setattr(stages, "fit_stage", lambda *args, **kwargs: trainer.FitResult(None, None, interrupted="SIGINT"))
     stages.train(dataclasses.replace(tiny_config, image_size=(48, 48), time_budget=budget_s, refine=refine),
                  given=given)
     assert seen == [size]

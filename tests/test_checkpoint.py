@@ -139,3 +139,66 @@ def test_predict_with_tta_runs_the_views(tiny_fixture_model, tmp_path, capsys):
     _, tta = read_predictions(tmp_path / "tta" / "predictions.csv")
     assert plain.keys() == tta.keys() and all(np.isfinite(tta[k]).all() for k in tta)
     assert any(abs(plain[k] - tta[k]).max() > 0 for k in plain)  # the views' geometry: tests/test_tta.py
+
+
+V2_FIXTURE = Path(__file__).parent / "fixtures" / "checkpoint_v2_tiny.pt"
+V3_FIXTURE = Path(__file__).parent / "fixtures" / "checkpoint_v3_two_stage_tiny.pt"
+
+
+@pytest.fixture
+def old_fixture_models(monkeypatch):
+    """The models of the format-2 and format-3 fixtures (tests/fixtures/README.md), registered for the test."""
+    import cephalo.engine.local_stage as local_stage
+    from cephalo.engine.config import TrainConfig
+    from tests.helpers import TinyUpHead
+
+    monkeypatch.setattr(TrainConfig, "check", lambda self: None)  # tiny model names are not the flag's choices
+    monkeypatch.setattr(local_stage, "ONLY_IF_BETTER", False)  # as when the fixtures were written
+    register_model("tiny_fixture", backbone=lambda in_chans=1: TinyBackbone(in_chans),
+                   head=lambda backbone, num_landmarks, head_stride: TinyHead(num_landmarks))
+    register_model("tiny_fixture_local", backbone=lambda in_chans=1: TinyBackbone(in_chans),
+                   head=lambda backbone, num_landmarks, head_stride: TinyUpHead(num_landmarks))
+    yield
+    unregister("tiny_fixture")
+    unregister("tiny_fixture_local")
+
+
+@pytest.mark.parametrize("fixture, stages", [(V2_FIXTURE, "global"), (V3_FIXTURE, "global and local")])
+def test_format_2_and_3_checkpoints_of_the_old_engine_predict_and_export(old_fixture_models, tmp_path, capsys,
+                                                                         fixture, stages):
+    csv_path, _ = write_csv_dataset(tmp_path / "data", n=4, size=(80, 60))
+    checkpoint = tmp_path / "best.pt"
+    shutil.copy(fixture, checkpoint)
+    assert main(["predict", "--checkpoint", str(checkpoint), str(csv_path), "--out", str(tmp_path / "pred"),
+                 "--num_workers", "0", "--no_progress", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny_fixture, 3 landmarks, input 32x32" in out and ("local stage" in out) == (stages != "global"), out
+    rows = (tmp_path / "pred" / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "image,spacing_mm,S_x,S_y,N_x,N_y,Me_x,Me_y" and len(rows) == 5
+    pytest.importorskip("onnxruntime")
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx")]) == 0
+    assert "self-check" in capsys.readouterr().out
+    assert (tmp_path / "m.local.onnx").is_file() == (stages != "global")
+
+
+@pytest.mark.parametrize("folder, stage", [("run_global_stopped", "global"), ("run_local_stopped", "local")])
+def test_a_run_folder_stopped_by_the_old_engine_resumes(old_fixture_models, tmp_path, capsys, folder, stage):
+    """Written by the engine before 2026-12-05 and stopped (Ctrl+C) mid-stage: its global stage in the middle of
+    epoch 2 (recovery.pt), or its local stage after local epoch 1 (local_last.pt). The run's dataset is gone; the
+    same images at another path resume it, to the end of both stages."""
+    from cephalo.engine.config import TrainConfig
+    from cephalo.engine.stages import train
+
+    run = tmp_path / "runs" / "old"
+    shutil.copytree(Path(__file__).parent / "fixtures" / folder, run)
+    csv_path, _ = write_csv_dataset(tmp_path / "data", n=10, size=(80, 60))
+    config = TrainConfig(resume=str(run), dataset_path=str(csv_path), cache_dir=str(tmp_path / "cache"),
+                         device="cpu", progress=False, num_workers=0)
+    result = train(config, given={"resume", "dataset_path", "cache_dir", "device", "progress", "num_workers"})
+    out = capsys.readouterr().out
+    resumed_from = "recovery.pt at epoch 2, update 6" if stage == "global" else "local_last.pt at local epoch 2, update 4"
+    assert f"resumed from {run / resumed_from}" in out and "the run's dataset" in out and "is gone" in out
+    assert result.best_written and not result.interrupted
+    local = load_checkpoint(run / "local_last.pt")
+    assert local["progress"]["epoch"] == 2 and local["progress"]["updates"] == 8  # the local stage ran to its end
+    assert set(load_checkpoint(run / "best.pt")["stages"]) == {"global", "local"}

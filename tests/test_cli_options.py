@@ -71,6 +71,10 @@ ROWS = {
     "--patch_context": ("1", "must be 0 (no context channel) or at least 2"),
     "--local_epochs": ("0", "must be at least 1"),
     "--local_batch": ("0", "must be at least 1"),
+    "--local_accumulation_steps": ("0", "must be at least 1"),
+    "--local_lr": ("-1", "must be at least 0"),
+    "--local_warmup_epochs": ("-1", "must be at least 0"),
+    "--local_weight_decay": ("-0.1", "must be at least 0"),
     "--global_share": ("1", "must be in [0.05, 0.95]"),
 }
 # (command, flag) -> row, where the same flag means another thing

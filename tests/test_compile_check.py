@@ -13,8 +13,8 @@ from torch import nn
 import cephalo.engine.compile as compile_module
 from cephalo.engine.checkpoint import load_checkpoint
 from cephalo.engine.compile_check import check_compiled_accumulation
-from cephalo.engine.setup import build_training
-from cephalo.engine.trainer import fit
+from cephalo.engine.global_stage import GlobalStage
+from cephalo.engine.stages import train
 from tests.helpers import TinyHeatmapNet
 
 
@@ -53,12 +53,12 @@ def test_wrong_accumulated_gradients_fall_back_to_eager(tiny_config, monkeypatch
     fake_compile(monkeypatch, drops_accumulated=True)
     torch.manual_seed(0)
     with pytest.warns(UserWarning, match=r"wrong accumulated gradients.*eager mode.*cephalo doctor"):
-        fit(accumulating(tiny_config), TinyHeatmapNet())
+        train(accumulating(tiny_config), TinyHeatmapNet())
     assert "compile check failed" in capsys.readouterr().out
     monkeypatch.undo()
     eager = dataclasses.replace(accumulating(tiny_config), use_compile=False, run_name="eager")
     torch.manual_seed(0)  # the same initial weights
-    fit(eager, TinyHeatmapNet())
+    train(eager, TinyHeatmapNet())
     fell_back = load_checkpoint(f"{tiny_config.output_dir}/run/last.pt")
     plain = load_checkpoint(f"{tiny_config.output_dir}/eager/last.pt")
     for key in ("model", "ema"):  # the whole run trained eager, the check left nothing behind
@@ -70,24 +70,24 @@ def test_wrong_accumulated_gradients_fall_back_to_eager(tiny_config, monkeypatch
 def test_one_micro_batch_cannot_show_the_accumulation_bug(tiny_config, monkeypatch, capsys):
     """The same broken compile passes with one micro-batch per update: the check needs the whole group."""
     fake_compile(monkeypatch, drops_accumulated=True)
-    t = build_training(accumulating(tiny_config, steps=1), TinyHeatmapNet())
+    t = GlobalStage(accumulating(tiny_config, steps=1), TinyHeatmapNet())
     assert check_compiled_accumulation(t).startswith("compile check passed")
 
 
 def test_a_right_compile_is_kept_and_leaves_no_trace(tiny_config, monkeypatch):
     made = fake_compile(monkeypatch, drops_accumulated=False)
-    t = build_training(accumulating(tiny_config), TinyHeatmapNet())
-    before = {k: v.clone() for k, v in t.raw_model.state_dict().items()}
+    t = GlobalStage(accumulating(tiny_config), TinyHeatmapNet())
+    before = {k: v.clone() for k, v in t.parts.raw_model.state_dict().items()}
     rng = torch.get_rng_state()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         note = check_compiled_accumulation(t)
     assert note.startswith("compile check passed") and "2 x 2 images" in note and "cosine 1.0" in note
-    assert t.model.compiled and len(made) == 2  # the model and its EMA copy, both still compiled
-    assert all(torch.equal(before[k], v) for k, v in t.raw_model.state_dict().items())
-    assert all(p.grad is None for p in t.raw_model.parameters())
+    assert t.parts.model.compiled and len(made) == 2  # the model and its EMA copy, both still compiled
+    assert all(torch.equal(before[k], v) for k, v in t.parts.raw_model.state_dict().items())
+    assert all(p.grad is None for p in t.parts.raw_model.parameters())
     assert torch.equal(rng, torch.get_rng_state())
-    assert t.scheduler.last_epoch == 0 and t.ema.updates == 0  # not an update
+    assert t.parts.scheduler.last_epoch == 0 and t.parts.ema.updates == 0  # not an update
 
 
 def test_the_check_runs_once_not_on_resume(tiny_config, monkeypatch):
@@ -95,10 +95,10 @@ def test_the_check_runs_once_not_on_resume(tiny_config, monkeypatch):
 
     calls = []
     monkeypatch.setattr(trainer, "check_compiled_accumulation", lambda t: calls.append(t) or None)
-    fit(dataclasses.replace(tiny_config, epochs=1), TinyHeatmapNet())
-    fit(dataclasses.replace(tiny_config, epochs=2, resume=f"{tiny_config.output_dir}/run/last.pt"), TinyHeatmapNet())
+    train(dataclasses.replace(tiny_config, epochs=1), TinyHeatmapNet())
+    train(dataclasses.replace(tiny_config, epochs=2, resume=f"{tiny_config.output_dir}/run/last.pt"), TinyHeatmapNet())
     assert len(calls) == 1
 
 
 def test_uncompiled_runs_are_not_checked(tiny_config):
-    assert check_compiled_accumulation(build_training(tiny_config, TinyHeatmapNet())) is None
+    assert check_compiled_accumulation(GlobalStage(tiny_config, TinyHeatmapNet())) is None

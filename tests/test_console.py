@@ -8,14 +8,14 @@ from tqdm.auto import tqdm
 
 import cephalo.console as console
 from cephalo.console import LineProgress, progress_bar
-from cephalo.engine.trainer import fit
+from cephalo.engine.stages import train
 from tests.helpers import TinyHeatmapNet
 
 
 def test_training_output_off_a_terminal_is_plain_lines(tiny_config, monkeypatch, capsys):
     """``cephalo train > log.txt 2>&1``: pytest's captured streams are no terminal either."""
     monkeypatch.setattr(console, "LINE_INTERVAL_S", 0.0)  # a line at every chance, to see them all
-    fit(dataclasses.replace(tiny_config, progress=True, log_every=1, epochs=2), TinyHeatmapNet())
+    train(dataclasses.replace(tiny_config, progress=True, log_every=1, epochs=2), TinyHeatmapNet())
     captured = capsys.readouterr()
     assert "\r" not in captured.err and "\r" not in captured.out
     lines = captured.err.splitlines()

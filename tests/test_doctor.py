@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import cephalo.doctor.paths as paths
-import cephalo.engine.loop as loop
+import cephalo.engine.global_stage as global_stage
 from cephalo.cli.main import main
 from cephalo.doctor.environment import compile_support, free_disk
 from cephalo.doctor.memory import memory_checks
@@ -83,12 +83,12 @@ def broken_bf16(monkeypatch):
 
 
 def broken_channels_last(monkeypatch):
-    real = loop.to_model_input
+    real = global_stage.to_model_input
 
     def to_model_input(images, device, channels_last):
         x = real(images, device, channels_last)
         return x.flip(-1) if channels_last else x  # a layout mix-up: the image mirrored
-    monkeypatch.setattr(loop, "to_model_input", to_model_input)
+    monkeypatch.setattr(global_stage, "to_model_input", to_model_input)
     monkeypatch.setattr(paths, "to_model_input", to_model_input)
 
 

@@ -11,11 +11,11 @@ from torch import nn
 from cephalo.engine.checkpoint import load_checkpoint, read_stage
 from cephalo.engine.data import micro_batch_weights
 from cephalo.engine.ema import ModelEma
+from cephalo.engine.global_stage import GlobalStage
 from cephalo.engine.loop import train_one_epoch
 from cephalo.engine.progress import Progress, Tracker
 from cephalo.engine.schedule import warmup_cosine
-from cephalo.engine.setup import build_training
-from cephalo.engine.trainer import fit
+from cephalo.engine.stages import train
 from tests.helpers import TinyHeatmapNet, interrupted_at_epoch
 
 
@@ -32,11 +32,11 @@ def test_accumulation_equals_one_big_batch(tiny_config):
     small = dataclass_replace(tiny_config, batch_size=1, gradient_accumulation_steps=4, max_updates=1)
     weights = []
     for config in (big, small):
-        t = build_training(config, copy.deepcopy(model))
+        t = GlobalStage(config, copy.deepcopy(model))
         progress = Progress()
         train_one_epoch(t, progress, after_update=lambda p: p.updates >= 1)
         assert progress.updates == 1 and progress.seen == 4
-        weights.append(torch.cat([p.detach().flatten() for p in t.raw_model.parameters()]))
+        weights.append(torch.cat([p.detach().flatten() for p in t.parts.raw_model.parameters()]))
     start = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert not torch.allclose(weights[0], start)  # the update did something
     torch.testing.assert_close(weights[0], weights[1], rtol=1e-4, atol=1e-6)
@@ -71,7 +71,7 @@ def test_lr_schedule_shape():
 
 
 def test_checkpoint_contents(tiny_config):
-    fit(dataclass_replace(tiny_config, use_ema=True, epochs=1), TinyHeatmapNet())
+    train(dataclass_replace(tiny_config, use_ema=True, epochs=1), TinyHeatmapNet())
     state = load_checkpoint(f"{tiny_config.output_dir}/run/best.pt")
     for key in ["format", "version", "stages", "model", "ema", "optimizer", "scheduler", "scaler", "epoch", "updates",
                 "progress", "rng", "config", "tracker", "metrics", "predict_with"]:
@@ -90,13 +90,13 @@ def test_checkpoints_of_a_compiled_model_keep_the_plain_names(tiny_config):
     from cephalo.engine.compile import CompileFallback
     from cephalo.engine.saver import CheckpointWriter
 
-    t = build_training(dataclass_replace(tiny_config, use_compile=True, use_ema=True), TinyHeatmapNet())
-    assert isinstance(t.model, CompileFallback) and isinstance(t.eval_forward, CompileFallback)
-    compiled = t.model._compiled[0]
+    t = GlobalStage(dataclass_replace(tiny_config, use_compile=True, use_ema=True), TinyHeatmapNet())
+    assert isinstance(t.parts.model, CompileFallback) and isinstance(t.parts.eval_forward, CompileFallback)
+    compiled = t.parts.model._compiled[0]
     assert all(k.startswith("_orig_mod.") for k in compiled.state_dict())  # what a careless save would write
     pathlib.Path(tiny_config.output_dir).mkdir(parents=True)
     writer = CheckpointWriter(tiny_config.output_dir, t)
-    assert writer.save("last.pt", Progress(), Tracker(), {})
+    assert writer.save("last", Progress(), Tracker(), {})
     state = load_checkpoint(f"{tiny_config.output_dir}/last.pt")
     assert set(state["model"]) == set(TinyHeatmapNet().state_dict())
     assert set(state["ema"]["module"]) == set(TinyHeatmapNet().state_dict())
@@ -106,17 +106,17 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_config, monk
     torch.manual_seed(0)
     model = TinyHeatmapNet()
     full = dataclass_replace(tiny_config, epochs=3, use_ema=True, run_name="full", gradient_accumulation_steps=2)
-    fit(full, copy.deepcopy(model))
+    train(full, copy.deepcopy(model))
 
     import cephalo.engine.trainer as trainer
 
     # the same run, stopped by Ctrl+C during its second epoch
     monkeypatch.setattr(trainer, "train_one_epoch", interrupted_at_epoch(2))
     with pytest.raises(KeyboardInterrupt):
-        fit(dataclass_replace(full, run_name="part"), copy.deepcopy(model))
+        train(dataclass_replace(full, run_name="part"), copy.deepcopy(model))
     monkeypatch.setattr(trainer, "train_one_epoch", train_one_epoch)
     assert load_checkpoint(f"{tiny_config.output_dir}/part/last.pt")["epoch"] == 1
-    fit(dataclass_replace(full, run_name="part", resume=f"{tiny_config.output_dir}/part/last.pt"), TinyHeatmapNet())
+    train(dataclass_replace(full, run_name="part", resume=f"{tiny_config.output_dir}/part/last.pt"), TinyHeatmapNet())
 
     a = load_checkpoint(f"{tiny_config.output_dir}/full/last.pt")
     b = load_checkpoint(f"{tiny_config.output_dir}/part/last.pt")
@@ -148,7 +148,7 @@ def test_compile_failure_falls_back_to_eager(tiny_config, monkeypatch):
 
     monkeypatch.setattr(compile_module.torch, "compile", broken_compile)
     with pytest.warns(UserWarning, match="torch.compile failed.*triton.*eager mode"):
-        result = fit(dataclass_replace(tiny_config, use_compile=True, compile_mode="max-autotune", use_ema=True,
+        result = train(dataclass_replace(tiny_config, use_compile=True, compile_mode="max-autotune", use_ema=True,
                                        epochs=1), TinyHeatmapNet())
     assert modes == ["max-autotune", "max-autotune"]  # the model and, separately, its EMA copy
     assert result.metrics["compile_seconds"] > 0  # the first update is reported apart from the speed
@@ -175,7 +175,7 @@ def test_real_compile_trains_on_cpu(tiny_config):
     with warnings.catch_warnings(record=True) as caught, pytest.MonkeyPatch.context() as mp:
         warnings.simplefilter("always")
         mp.setattr(CompileFallback, "__init__", keep)
-        result = fit(dataclass_replace(tiny_config, use_compile=True, epochs=1), TinyHeatmapNet())
+        result = train(dataclass_replace(tiny_config, use_compile=True, epochs=1), TinyHeatmapNet())
     assert not [w for w in caught if "torch.compile failed" in str(w.message)]
     assert compiled and all(wrapper.compiled for wrapper in compiled)  # still compiled after training
     assert result.metrics["compile_seconds"] > 0 and math.isfinite(result.metrics["val_mre_mm"])
@@ -192,8 +192,8 @@ def test_save_frequency_writes_last_every_n_epochs_and_at_the_end(tiny_config, m
         return real_save(self, name, progress, tracker, metrics)
 
     monkeypatch.setattr(CheckpointWriter, "save", spy)
-    fit(dataclass_replace(tiny_config, epochs=5, save_frequency=2), TinyHeatmapNet())
-    assert [e for name, e in saved if name == "last.pt"] == [2, 4, 5]
+    train(dataclass_replace(tiny_config, epochs=5, save_frequency=2), TinyHeatmapNet())
+    assert [e for name, e in saved if name == "last"] == [2, 4, 5]
     assert "AdamW, foreach implementation" in capsys.readouterr().out
 
 
@@ -212,7 +212,7 @@ def test_min_delta_and_early_stopping():
 def test_training_with_full_augmentation_changes_the_training_batches_only(tiny_config, monkeypatch, capsys):
     """--augmentation full: every training micro-batch goes through augment on the device (images and landmarks
     changed, shapes kept), validation never does, and the run still learns something finite."""
-    import cephalo.engine.loop as loop
+    import cephalo.engine.global_stage as global_stage
 
     calls = []
 
@@ -221,9 +221,9 @@ def test_training_with_full_augmentation_changes_the_training_batches_only(tiny_
         calls.append((x.shape, out.shape, bool((out != x).any()), bool((moved != landmarks).any())))
         return out, moved
 
-    loop_augment = loop.augment
-    monkeypatch.setattr(loop, "augment", spy)
-    result = fit(dataclass_replace(tiny_config, augmentation="full", epochs=2), TinyHeatmapNet())
+    loop_augment = global_stage.random_augment
+    monkeypatch.setattr(global_stage, "random_augment", spy)
+    result = train(dataclass_replace(tiny_config, augmentation="full", epochs=2), TinyHeatmapNet())
     assert len(calls) == 8  # 2 epochs x 4 training micro-batches; none for the 2 validations
     assert all(before == after for before, after, _, _ in calls)
     assert any(pixels for _, _, pixels, _ in calls) and any(points for _, _, _, points in calls)
@@ -235,10 +235,10 @@ def test_early_stopping_reason_is_saved_and_resume_keeps_the_patience_count(tiny
 
     # lr 0: validation never improves after the first epoch
     config = dataclass_replace(tiny_config, lr=0.0, early_stopping=True, patience=2, epochs=2)
-    first = fit(config, TinyHeatmapNet())
+    first = train(config, TinyHeatmapNet())
     assert first.tracker.bad_validations == 1 and first.tracker.stopped_because is None
     run_dir = f"{tiny_config.output_dir}/run"
-    resumed = fit(dataclass_replace(config, epochs=10, resume=f"{run_dir}/last.pt"), TinyHeatmapNet())
+    resumed = train(dataclass_replace(config, epochs=10, resume=f"{run_dir}/last.pt"), TinyHeatmapNet())
     assert resumed.metrics["epoch"] == 3  # one more bad validation was enough: the count went on from 1
     reason = resumed.tracker.stopped_because
     assert reason.startswith("early stopping: val_mre_mm has not improved for 2 validations")

@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 
 from cephalo.cli.main import main
-from cephalo.engine.checkpoint import load_checkpoint
 from cephalo.engine.run_log import RunLog
-from cephalo.engine.trainer import fit
+from cephalo.engine.stages import train
 from tests.helpers import TinyHeatmapNet, write_csv_dataset
 
 
@@ -67,27 +66,6 @@ def no_partial_files(folder: Path) -> bool:
     return not [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
 
 
-def test_training_goes_on_when_the_disk_fills_up(tiny_config, small_disk, monkeypatch, capsys):
-    config = dataclasses.replace(tiny_config, output_dir=str(small_disk / "runs"), epochs=3)
-    real_log = RunLog.log_epoch
-
-    def fill_after_epoch_1(self, row):
-        real_log(self, row)
-        if row["epoch"] == 1:
-            fill(small_disk)
-
-    monkeypatch.setattr(RunLog, "log_epoch", fill_after_epoch_1)
-    result = fit(config, TinyHeatmapNet())
-    assert result.metrics["epoch"] == 3 and result.best_written  # trained to the end; best.pt of epoch 1 stays
-    run = small_disk / "runs" / "run"
-    assert load_checkpoint(run / "last.pt")["epoch"] == 1  # the previous file, intact
-    err = capsys.readouterr().err
-    last_warnings = [line for line in err.splitlines() if line.startswith(f"warning: could not write {run}/last.pt")]
-    assert len(last_warnings) == 2 and "No space left on device" in last_warnings[0]  # once per failed write
-    whole_lines(run)
-    assert no_partial_files(run)
-
-
 def whole_lines(run: Path) -> list[int]:
     """The epochs of metrics.jsonl, after checking that both logs hold whole lines only (small rows still fit in
     a file's last page on a full tmpfs; what did not fit is not half there)."""
@@ -109,7 +87,7 @@ def test_the_metrics_logs_recover_once_there_is_space_again(tiny_config, small_d
         ballast.unlink()
 
     monkeypatch.setattr(RunLog, "log_epoch", full_during_epoch_2)
-    fit(config, TinyHeatmapNet())
+    train(config, TinyHeatmapNet())
     run = small_disk / "runs" / "run"
     assert whole_lines(run) == [1, 3]  # epoch 2's row could not be written, and none of it is left
     assert "note" not in (run / "metrics.csv").read_text()

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from cephalo.engine.config import parse_args
+from cephalo.engine.global_stage import GlobalStage
 from cephalo.engine.gpu_memory import apply_vram_budget, pick_micro_batch
-from cephalo.engine.setup import build_training
 from tests.helpers import TinyHeatmapNet
 
 GiB = 2**30
@@ -32,7 +32,7 @@ def test_auto_preset_keeps_eight_images_per_update_and_explicit_flags_win():
 
 
 def test_on_cpu_the_options_say_what_they_did(tiny_config, capsys):  # noqa: F811
-    t = build_training(dataclasses.replace(tiny_config, auto_micro_batch=True, vram_budget_gb=8.0), TinyHeatmapNet())
+    t = GlobalStage(dataclasses.replace(tiny_config, auto_micro_batch=True, vram_budget_gb=8.0), TinyHeatmapNet())
     assert any("--vram_budget_gb 8 ignored" in n for n in t.notes)
     assert any("--auto_micro_batch measures GPU memory; on cpu the micro-batch stays 2" in n for n in t.notes)
     assert not t.config.auto_micro_batch  # resolved: a resumed run keeps it
@@ -43,6 +43,6 @@ def test_on_cpu_the_options_say_what_they_did(tiny_config, capsys):  # noqa: F81
 def test_auto_micro_batch_measures_on_cuda(tiny_config):
     config = dataclasses.replace(tiny_config, device="cuda", auto_micro_batch=True, batch_size=1,
                                  gradient_accumulation_steps=4, vram_budget_gb=4.0)
-    t = build_training(config, TinyHeatmapNet())
+    t = GlobalStage(config, TinyHeatmapNet())
     assert t.config.batch_size == 4 and t.config.gradient_accumulation_steps == 1  # a tiny net fits
     assert any("measured peaks 1:" in n for n in t.notes) and any("capped at 4 GiB" in n for n in t.notes)

@@ -1,26 +1,37 @@
-"""The training step's host syncs, counted on the CPU: only the intended ones (the finiteness check per update,
-the progress line every --log_every updates), no value read and no tensor made from host data anywhere else."""
+"""The training step's host syncs, counted on the CPU for each stage: only the intended ones (the finiteness check
+per update, the progress line every --log_every updates), no value read and no tensor made from host data anywhere
+else."""
 
 from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
+from cephalo.engine.checkpoint import GLOBAL, LOCAL
+from cephalo.engine.global_stage import GlobalStage
 from cephalo.engine.host_sync import HostReads, intended_sync
+from cephalo.engine.local_stage import LocalStage
 from cephalo.engine.loop import train_one_epoch
-from cephalo.engine.progress import Progress
-from cephalo.engine.setup import build_training
+from cephalo.engine.stages import train
 from tests.helpers import TinyHeatmapNet
 
 
-def test_the_step_reads_the_host_only_where_it_says_so(tiny_config):
-    # every path of the step: augmentation, bf16 autocast, channels_last, accumulation, EMA, the progress line
-    config = dataclasses.replace(tiny_config, augmentation="full", mixed_precision=True, channels_last=True,
-                                 use_ema=True, batch_size=1, gradient_accumulation_steps=2, log_every=2,
-                                 progress=True, num_workers=1, persistent_workers=False)
-    t = build_training(config, TinyHeatmapNet())
-    p = Progress(loss_sum=torch.zeros(()))
+@pytest.mark.parametrize("stage", [GLOBAL, LOCAL])
+def test_the_step_reads_the_host_only_where_it_says_so(two_stage_config, stage):
+    # every path of the step: augmentation, bf16 autocast, channels_last, accumulation, EMA, the progress line, a
+    # loader worker
+    config = dataclasses.replace(two_stage_config, refine=False, augmentation="full", local_augmentation="full",
+                                 mixed_precision=True, channels_last=True, use_ema=True, batch_size=1,
+                                 gradient_accumulation_steps=2, local_batch=1, local_accumulation_steps=2,
+                                 log_every=2, progress=True, num_workers=1, persistent_workers=False)
+    if stage == GLOBAL:
+        t = GlobalStage(config, TinyHeatmapNet())
+    else:
+        source = train(dataclasses.replace(config, run_name="source", epochs=1, progress=False)).run_dir
+        t = LocalStage(config, source / "best.pt")
+    p = t.new_progress()
     with HostReads() as reads:
         train_one_epoch(t, p, after_update=lambda p: p.updates >= 4)
     assert p.updates == 4

@@ -7,7 +7,7 @@ from torch import nn
 
 from cephalo.codec import HeatmapCodec
 from cephalo.codec.patches import PatchGeometry
-from cephalo.engine.local_stage import draw_jitter, local_inputs, local_loss, refine_landmarks
+from cephalo.engine.local_patches import draw_jitter, local_inputs, local_loss, refine_landmarks
 from cephalo.engine.precision import resolve_precision
 from cephalo.preprocessing.normalize import GREY_MEAN, GREY_STD
 from tests.test_patches import blob
@@ -80,13 +80,13 @@ def test_jitter_draws_each_landmark_from_its_own_errors():
 
 
 def test_only_landmarks_whose_refined_validation_error_is_lower_are_refined(monkeypatch):
-    import cephalo.engine.local_fit as local_fit
+    import cephalo.engine.local_stage as local_stage
 
     refined = np.array([[1.0, 3.0, 2.0], [1.2, 2.8, 2.0]])
     global_ = np.array([[2.0, 2.0, 2.0], [2.0, 2.0, 2.0]])
-    assert local_fit.choose_landmarks(refined, global_).tolist() == [True, False, False]  # a tie is not better
-    monkeypatch.setattr(local_fit, "ONLY_IF_BETTER", False)
-    assert local_fit.choose_landmarks(refined, global_).all()
+    assert local_stage.choose_landmarks(refined, global_).tolist() == [True, False, False]  # a tie is not better
+    monkeypatch.setattr(local_stage, "ONLY_IF_BETTER", False)
+    assert local_stage.choose_landmarks(refined, global_).all()
 
 
 def test_a_predictor_moves_only_the_landmarks_its_local_stage_refines():

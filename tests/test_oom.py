@@ -9,11 +9,11 @@ from torch import nn
 
 from cephalo.cli.train import main as train_main
 from cephalo.engine.config import TrainConfig
+from cephalo.engine.global_stage import GlobalStage
 from cephalo.engine.loop import train_one_epoch
 from cephalo.engine.oom import OutOfMemoryStop, remedies, shrink
 from cephalo.engine.progress import Progress
-from cephalo.engine.setup import build_training
-from cephalo.engine.trainer import fit
+from cephalo.engine.stages import train
 from tests.helpers import TinyHeatmapNet
 
 
@@ -60,7 +60,7 @@ def test_oom_halves_the_micro_batch_and_gives_the_same_update_as_small_batches(c
     torch.manual_seed(0)
     limited = MemoryLimitedNet(max_batch=1)
     reference = copy.deepcopy(limited.net)
-    t = build_training(dataclasses.replace(config, max_updates=1), limited)
+    t = GlobalStage(dataclasses.replace(config, max_updates=1), limited)
     p = Progress()
     train_one_epoch(t, p, after_update=lambda p: p.updates >= 1)
     assert p.updates == 1 and p.seen == 4 and p.micro_batch == 1 and not p.oom_checkpointing
@@ -69,16 +69,16 @@ def test_oom_halves_the_micro_batch_and_gives_the_same_update_as_small_batches(c
     assert "micro-batch 4 -> 2, accumulation 1 -> 2 (still 4 images per update)" in out.out + out.err
     assert "micro-batch 2 -> 1, accumulation 2 -> 4" in out.out + out.err
 
-    small = build_training(dataclasses.replace(config, batch_size=1, gradient_accumulation_steps=4, max_updates=1),
+    small = GlobalStage(dataclasses.replace(config, batch_size=1, gradient_accumulation_steps=4, max_updates=1),
                            reference)
     train_one_epoch(small, Progress(), after_update=lambda p: p.updates >= 1)
-    torch.testing.assert_close(flat(t.raw_model.net), flat(small.raw_model), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(flat(t.parts.raw_model.net), flat(small.parts.raw_model), rtol=1e-4, atol=1e-6)
 
 
 def test_oom_in_the_middle_of_a_group_redoes_the_whole_group(config):
     """Accumulation 2 x batch 2; memory runs short at the second micro-batch of the first group."""
     limited = MemoryLimitedNet(max_batch=1, after_calls=1)
-    t = build_training(dataclasses.replace(config, batch_size=2, gradient_accumulation_steps=2, max_updates=1), limited)
+    t = GlobalStage(dataclasses.replace(config, batch_size=2, gradient_accumulation_steps=2, max_updates=1), limited)
     p = Progress()
     train_one_epoch(t, p, after_update=lambda p: p.updates >= 1)
     assert limited.batches == [2, 1, 1, 1, 1]  # the first forward, then the group again in micro-batches of 1
@@ -87,7 +87,7 @@ def test_oom_in_the_middle_of_a_group_redoes_the_whole_group(config):
 
 def test_oom_at_micro_batch_1_switches_on_gradient_checkpointing(config, capsys):
     limited = MemoryLimitedNet(max_batch=0)  # nothing fits without checkpointing
-    t = build_training(dataclasses.replace(config, batch_size=2, max_updates=2), limited)
+    t = GlobalStage(dataclasses.replace(config, batch_size=2, max_updates=2), limited)
     p = Progress()
     train_one_epoch(t, p, after_update=lambda p: p.updates >= 2)
     assert p.updates == 2 and p.micro_batch == 1 and p.oom_checkpointing and limited.checkpointing
@@ -101,7 +101,7 @@ def test_oom_that_nothing_fixes_stops_with_remedies_and_keeps_the_last_checkpoin
     limited = MemoryLimitedNet(max_batch=0, after_calls=2, fits_checkpointed=False)
     config = dataclasses.replace(config, num_workers=2, mixed_precision=False)
     with pytest.raises(OutOfMemoryStop) as stop:
-        fit(dataclasses.replace(config, num_workers=0), limited)
+        train(dataclasses.replace(config, num_workers=0), limited)
     message = str(stop.value)
     run_dir = config.output_dir + "/run"
     assert "Checkpoints kept in" in message and run_dir in message and "last.pt" in message
@@ -115,8 +115,9 @@ def test_oom_that_nothing_fixes_stops_with_remedies_and_keeps_the_last_checkpoin
 def test_cli_reports_an_unfixable_oom_as_one_error_line(config, monkeypatch, capsys):
     import cephalo.engine.stages as stages
 
-    real_fit = stages.fit  # what cephalo train runs (through engine/stages.py)
-    monkeypatch.setattr(stages, "fit", lambda c, given=None: real_fit(c, MemoryLimitedNet(max_batch=0, fits_checkpointed=False), given))
+    real_train = stages.train  # what cephalo train runs
+    monkeypatch.setattr(stages, "train", lambda c, model=None, given=None: real_train(
+        c, MemoryLimitedNet(max_batch=0, fits_checkpointed=False), given))
     argv = ["--dataset_path", config.dataset_path, "--image_size", "32", "32", "--head_stride", "4", "--batch_size",
             "2", "--epochs", "1", "--num_workers", "0", "--no_progress", "--output_dir", config.output_dir,
             "--run_name", "cli", "--cache_dir", config.cache_dir]
@@ -138,15 +139,24 @@ def test_shrink_sequence():
 
 
 def test_validation_out_of_memory_goes_on_in_smaller_parts(config, capsys):
-    from cephalo.engine.validate import validate
-
     torch.manual_seed(0)
     limited = MemoryLimitedNet(max_batch=4, eval_max_batch=1)
-    t = build_training(dataclasses.replace(config, val_fraction=0.4), limited)  # 4 validation images, one batch
-    reference = validate(t, Progress(), limited.net)  # the same weights, no memory limit
+    t = GlobalStage(dataclasses.replace(config, val_fraction=0.4), limited)  # 4 validation images, one batch
+    reference = validate_with(t, Progress(), limited.net)  # the same weights, no memory limit
     p = Progress()
-    metrics = validate(t, p, limited)
+    metrics = validate_with(t, p, limited)
     assert limited.eval_batches == [1, 1, 1, 1] and p.val_micro_batch == 1
     assert "1 images per forward pass" in capsys.readouterr().out
     assert metrics["val_mre_mm"] == pytest.approx(reference["val_mre_mm"], rel=1e-5)
     assert metrics["val_loss"] == pytest.approx(reference["val_loss"], rel=1e-5)
+
+
+
+def validate_with(stage: GlobalStage, p: Progress, model: nn.Module) -> dict:
+    """The stage's validation of ``model`` in place of its own."""
+    real = stage.parts
+    stage.parts = dataclasses.replace(real, eval_forward=model)
+    try:
+        return stage.validate(p)
+    finally:
+        stage.parts = real

@@ -36,7 +36,7 @@ def _one_torch_thread():
 def trained(tmp_path_factory):
     """A tiny checkpoint from a real (1-epoch) training run, and the CSV dataset it was trained on."""
     from cephalo.engine.config import TrainConfig
-    from cephalo.engine.trainer import fit
+    from cephalo.engine.stages import train
 
     root = tmp_path_factory.mktemp("predict")
     csv_path, points = write_csv_dataset(root / "data", n=6, size=(80, 64), names=NAMES)
@@ -44,7 +44,7 @@ def trained(tmp_path_factory):
                          model="hrnet_w18_small",
                          batch_size=2, num_workers=0, progress=False, output_dir=str(root / "runs"), run_name="r",
                          val_fraction=0.34, cache_dir=str(root / "cache"))
-    fit(config)
+    train(config)
     return {"checkpoint": root / "runs" / "r" / "best.pt", "csv": csv_path, "points": points}
 
 

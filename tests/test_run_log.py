@@ -8,7 +8,7 @@ import dataclasses
 import json
 
 from cephalo.engine.run_log import RunLog
-from cephalo.engine.trainer import fit
+from cephalo.engine.stages import train
 from tests.helpers import TinyHeatmapNet
 
 
@@ -19,7 +19,7 @@ def _csv_rows(path):
 
 def test_metrics_csv_keeps_the_validation_columns_with_val_every_2(tiny_config):
     config = dataclasses.replace(tiny_config, epochs=3, val_every=2)
-    fit(config, TinyHeatmapNet())
+    train(config, TinyHeatmapNet())
     run = f"{config.output_dir}/run"
     jsonl = [json.loads(line) for line in open(f"{run}/metrics.jsonl", encoding="utf-8")]
     rows = _csv_rows(f"{run}/metrics.csv")
@@ -28,7 +28,7 @@ def test_metrics_csv_keeps_the_validation_columns_with_val_every_2(tiny_config):
     assert rows[0]["val_mre_mm"] == "" and float(rows[1]["val_mre_mm"]) == jsonl[1]["val_mre_mm"]
     assert float(rows[2]["val_mre_mm"]) == jsonl[2]["val_mre_mm"]  # the last epoch always validates
 
-    resumed = fit(dataclasses.replace(config, epochs=4, resume=f"{run}/last.pt"), TinyHeatmapNet())
+    resumed = train(dataclasses.replace(config, epochs=4, resume=f"{run}/last.pt"), TinyHeatmapNet())
     rows = _csv_rows(f"{run}/metrics.csv")
     assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"] and resumed.metrics["epoch"] == 4
     assert float(rows[3]["val_mre_mm"]) == resumed.metrics["val_mre_mm"]

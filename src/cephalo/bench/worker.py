@@ -22,12 +22,12 @@ import torch
 from cephalo.device import synchronize
 from cephalo.engine.compile import CompileFallback
 from cephalo.engine.config import TrainConfig
+from cephalo.engine.global_stage import GlobalStage
 from cephalo.engine.loop import train_one_epoch
 from cephalo.engine.monitor import peak_rss_bytes
 from cephalo.engine.progress import Progress, Tracker
 from cephalo.engine.saver import CheckpointWriter
-from cephalo.engine.setup import Training, build_training
-from cephalo.engine.stats import epoch_stats
+from cephalo.engine.stage import TrainingStage
 
 FAIL_ENV = "CEPHALO_BENCH_FAIL"
 
@@ -48,10 +48,10 @@ def device_info(device: torch.device) -> dict:
     return {"type": "cuda", "name": props.name, "total_memory_bytes": props.total_memory}
 
 
-def run_segment(t: Training, warmup_updates: int, measure_updates: int) -> dict:
+def run_segment(t: TrainingStage, warmup_updates: int, measure_updates: int) -> dict:
     """Train until ``warmup_updates`` + ``measure_updates`` optimizer updates are done (epochs as needed, without
     validation); times the warm-up and the measured updates separately, counting the images actually trained."""
-    p = Progress(loss_sum=torch.zeros((), device=t.device))
+    p, device = t.new_progress(), t.parts.device
     state = {"updates": 0, "images_before": 0}
     marks: dict[str, float | int] = {}
     stamps: list[tuple[float, int]] = []  # (time, images) after each measured update, for the spread
@@ -64,22 +64,22 @@ def run_segment(t: Training, warmup_updates: int, measure_updates: int) -> dict:
         if state["updates"] > warmup_updates:
             stamps.append((time.perf_counter(), images_done(p)))  # no sync: only a rough spread
         if state["updates"] == warmup_updates:
-            synchronize(t.device)
+            synchronize(device)
             marks["warm"], marks["warm_images"] = time.perf_counter(), images_done(p)
         if state["updates"] == warmup_updates + measure_updates:
-            synchronize(t.device)
+            synchronize(device)
             marks["end"], marks["end_images"] = time.perf_counter(), images_done(p)
             return True
         return False
 
-    synchronize(t.device)
+    synchronize(device)
     start = time.perf_counter()
     if warmup_updates == 0:
         marks["warm"], marks["warm_images"] = start, 0
     while "end" not in marks:
         if train_one_epoch(t, p, after_update):
             state["images_before"] += p.seen
-            epoch_stats(p, t, 1.0, 0)  # resets the per-epoch counters; the synthetic split is small
+            p.next_epoch(device)  # the synthetic split is small
     seconds = marks["end"] - marks["warm"]
     images = marks["end_images"] - marks["warm_images"]
     previous = [(marks["warm"], marks["warm_images"])] + stamps[:-1]
@@ -89,15 +89,15 @@ def run_segment(t: Training, warmup_updates: int, measure_updates: int) -> dict:
             "update_images_per_s": rates, "skipped_updates": p.skipped_updates, "progress": p}
 
 
-def time_checkpoint(t: Training, p: Progress, save_dir: str | None) -> dict:
+def time_checkpoint(t: TrainingStage, p: Progress, save_dir: str | None) -> dict:
     """One full ``last.pt`` write as training does it (finiteness check, torch.save, fsync, atomic rename), into a
     temporary folder on ``save_dir``'s disk."""
     try:
         with tempfile.TemporaryDirectory(prefix="bench-save-", dir=save_dir) as folder:
             writer = CheckpointWriter(folder, t)
-            synchronize(t.device)
+            synchronize(t.parts.device)
             start = time.perf_counter()
-            if not writer.save("last.pt", p, Tracker(t.config.monitor), {}):
+            if not writer.save("last", p, Tracker(t.config.monitor), {}):
                 return {"save_error": f"the checkpoint could not be written in {save_dir}"}
             seconds = time.perf_counter() - start
             size = os.path.getsize(os.path.join(folder, "last.pt"))
@@ -113,17 +113,18 @@ def measure(spec: dict) -> dict:
     overrides = dict(spec["overrides"])
     overrides["image_size"] = tuple(overrides["image_size"])
     config = TrainConfig(**overrides)
-    t = build_training(config)  # applies --vram_budget_gb
-    result: dict = {"device": device_info(t.device), "notes": list(t.notes), "precision": str(t.precision)}
-    if t.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(t.device)  # the segment's peak, weights and optimizer state included
+    t = GlobalStage(config)  # applies --vram_budget_gb
+    device = t.parts.device
+    result: dict = {"device": device_info(device), "notes": list(t.notes), "precision": str(t.parts.precision)}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)  # the segment's peak, weights and optimizer state included
     rss_before = current_rss_bytes()
     segment = run_segment(t, spec["warmup_updates"], spec["measure_updates"])
     p = segment.pop("progress")
     result.update(segment)
-    if t.device.type == "cuda":
-        result["peak_memory_bytes"] = torch.cuda.max_memory_allocated(t.device)
-        result["peak_reserved_bytes"] = torch.cuda.max_memory_reserved(t.device)  # what the card must hold
+    if device.type == "cuda":
+        result["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
+        result["peak_reserved_bytes"] = torch.cuda.max_memory_reserved(device)  # what the card must hold
         result["memory_kind"] = "cuda_max_allocated"
     else:
         peak = peak_rss_bytes()
@@ -131,7 +132,7 @@ def measure(spec: dict) -> dict:
         result["memory_kind"] = "peak_rss"
         if peak is not None and rss_before is not None:
             result["rss_growth_bytes"] = peak - rss_before
-    if isinstance(t.model, CompileFallback) and not t.model.compiled:
+    if isinstance(t.parts.model, CompileFallback) and not t.parts.model.compiled:
         result["notes"].append("torch.compile failed: this row ran in eager mode")
     if spec.get("time_save"):
         result.update(time_checkpoint(t, p, spec.get("save_dir")))

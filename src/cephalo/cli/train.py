@@ -7,8 +7,8 @@ import sys
 from cephalo.cli.errors import PARTIAL, report_errors, strip_debug
 from cephalo.flags import Parser
 
-INTERRUPTED = ("interrupted at once: the newest state is in the run folder's recovery.pt or last.pt (local_last.pt "
-               "in a local stage); continue with cephalo train --resume <run folder>")
+INTERRUPTED = ("interrupted at once: the newest state is in the run folder's recovery.pt or last.pt "
+               "(local_recovery.pt or local_last.pt in a local stage); continue with cephalo train --resume <run folder>")
 
 
 def main(argv: list[str] | None = None, prog: str = "cephalo train") -> int:

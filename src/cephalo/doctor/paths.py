@@ -22,13 +22,11 @@ from cephalo.device import exact_fp32
 from cephalo.doctor.report import FAIL, PASS, SKIPPED, Check, shown
 from cephalo.engine import agreement as rounding_floor
 from cephalo.engine.agreement import REDUCED_PRECISION, SAME_MATHS, Agreement, Tolerance, agreement, perturbed
-from cephalo.engine.compile_check import fixed_group, group_gradients
+from cephalo.engine.compile_check import group_gradients
 from cephalo.engine.config import TrainConfig
-from cephalo.engine.distributed import Dist
 from cephalo.engine.finite import all_finite
+from cephalo.engine.global_stage import GlobalStage
 from cephalo.engine.loop import accumulate, optimizer_update
-from cephalo.engine.progress import Progress
-from cephalo.engine.setup import Training, build_training
 from cephalo.preprocessing.normalize import to_model_input
 
 SECTION = "correctness"
@@ -97,17 +95,14 @@ def fast_paths(device: torch.device, compile_modes: tuple[str, ...], compile_usa
     return paths
 
 
-def _alone(t: Training) -> Training:
-    return dataclasses.replace(t, dist=Dist(), augment=None)
-
-
-def first_heatmaps(t: Training, images: torch.Tensor) -> torch.Tensor:
+def first_heatmaps(stage: GlobalStage, images: torch.Tensor) -> torch.Tensor:
     """The model's heatmaps of ``images`` in training mode (batch statistics), without gradients."""
-    with torch.no_grad(), t.precision.autocast():
-        return t.model(to_model_input(images, t.device, t.config.channels_last)).float()
+    parts = stage.parts
+    with torch.no_grad(), parts.precision.autocast():
+        return parts.model(to_model_input(images, parts.device, stage.config.channels_last)).float()
 
 
-def update_steps(t: Training, group: list) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+def update_steps(stage: GlobalStage, group: list) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
     """The change of every weight (and EMA weight) over :data:`UPDATES` updates on ``group``.
 
     With AdamW's ``eps`` raised to 1 (far above any gradient), its step is ``lr * m / (sqrt(v) + 1)``, about
@@ -115,43 +110,44 @@ def update_steps(t: Training, group: list) -> tuple[list[torch.Tensor], list[tor
     so a gradient of 1e-12 that is rounding noise moves its weight as far as a real one, and two correct paths
     would differ by ~30 % in their steps (measured). The optimizer's code runs all the same.
     """
-    for group_ in t.optimizer.param_groups:
+    parts = stage.parts
+    for group_ in parts.optimizer.param_groups:
         group_["eps"] = 1.0
-    alone = _alone(t)
-    before = [p.detach().clone() for p in t.raw_model.parameters()]
+    before = [p.detach().clone() for p in parts.raw_model.parameters()]
     for _ in range(UPDATES):
-        if accumulate(alone, Progress(loss_sum=torch.zeros((), device=t.device)), group, sync=True) is None:
+        if accumulate(stage, stage.new_progress(), group, sync=True, augment=False) is None:
             raise PathSkipped("out of memory")
-        if not optimizer_update(alone):
+        if not optimizer_update(parts):
             raise PathSkipped("an update was skipped: non-finite gradients")
-    steps = [p.detach() - b for p, b in zip(t.raw_model.parameters(), before)]
-    ema = None if t.ema is None else [e.detach() - b for e, b in zip(t.ema.module.parameters(), before)]
+    steps = [p.detach() - b for p, b in zip(parts.raw_model.parameters(), before)]
+    ema = None if parts.ema is None else [e.detach() - b for e, b in zip(parts.ema.module.parameters(), before)]
     return steps, ema
 
 
 def run_path(config: TrainConfig, weights: dict, updates: bool) -> Outcome:
     """Build ``config``'s training, load ``weights``, and compute its :class:`Outcome`."""
     try:
-        t = build_training(config)
-        t.raw_model.load_state_dict(weights)
-        if t.ema is not None:
-            t.ema.module.load_state_dict(weights)
-        group = fixed_group(t)
-        heatmaps = None if config.use_compile else first_heatmaps(t, group[0][0])
-        t.raw_model.load_state_dict(weights)  # the forward moved the BatchNorm statistics
-        gradients = group_gradients(t, t.model, group)
+        stage = GlobalStage(config)
+        parts = stage.parts
+        parts.raw_model.load_state_dict(weights)
+        if parts.ema is not None:
+            parts.ema.module.load_state_dict(weights)
+        group = stage.fixed_group()
+        heatmaps = None if config.use_compile else first_heatmaps(stage, group[0][0][0])
+        parts.raw_model.load_state_dict(weights)  # the forward moved the BatchNorm statistics
+        gradients = group_gradients(stage, parts.model, group)
         if gradients is None:
             raise PathSkipped("out of memory")
-        if t.scaler.is_enabled():  # fp16: gradients of the scaled loss
-            scale = t.scaler.get_scale()
+        if parts.scaler.is_enabled():  # fp16: gradients of the scaled loss
+            scale = parts.scaler.get_scale()
             gradients = [g / scale for g in gradients[:-1]] + gradients[-1:]
         if not all_finite(gradients):
             raise PathSkipped("the gradients are not finite (fp16 overflow at the first loss scale, which training "
                               "skips and lowers)")
         outcome = Outcome(heatmaps, gradients)
         if updates:
-            t.raw_model.load_state_dict(weights)
-            outcome.weight_steps, outcome.ema_steps = update_steps(t, group)
+            parts.raw_model.load_state_dict(weights)
+            outcome.weight_steps, outcome.ema_steps = update_steps(stage, group)
         return outcome
     except torch.OutOfMemoryError:
         raise PathSkipped("out of memory") from None
@@ -211,7 +207,8 @@ def correctness_checks(base: TrainConfig, paths: list, show: Callable[[Check], N
     the paths use, each a line of the table. ``show`` sees each check as it is made (a cold compile takes minutes)."""
     reference_config = dataclasses.replace(base, mixed_precision=False, channels_last=False,
                                            gradient_checkpointing=False, use_compile=False)
-    weights = {k: v.detach().cpu().clone() for k, v in build_training(reference_config).raw_model.state_dict().items()}
+    weights = {k: v.detach().cpu().clone()
+               for k, v in GlobalStage(reference_config).parts.raw_model.state_dict().items()}
     to_check = [p for p in paths if isinstance(p, FastPath)]
     try:
         with exact_fp32():

@@ -12,14 +12,14 @@ import torch
 from cephalo.bench.worker import run_segment
 from cephalo.doctor.report import FAIL, INFO, Check, shown
 from cephalo.engine.config import TrainConfig
-from cephalo.engine.setup import build_training
+from cephalo.engine.global_stage import GlobalStage
 
 SECTION = "speed"
 
 
 def _images_per_s(config: TrainConfig, updates: int) -> dict:
     """A fresh training of ``config`` (freed on return, before the next variant is built)."""
-    return run_segment(build_training(config), warmup_updates=1, measure_updates=updates)
+    return run_segment(GlobalStage(config), warmup_updates=1, measure_updates=updates)
 
 
 def speed_checks(base: TrainConfig, variants: dict[str, dict], updates: int,

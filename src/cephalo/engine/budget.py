@@ -5,7 +5,7 @@ After it, its measured cost -- the training per update (the first compiled updat
 and checkpoints that every epoch pays once -- turns the time left into a number of updates: whole epochs, then the
 part of one more that still fits with its validation (the run stops there, mid-epoch, and validates). That plan is
 stored in :class:`~cephalo.engine.progress.Progress` (so in every checkpoint) and the cosine schedule is rebuilt
-over it. A resumed run reads the plan and never measures again, so it ends with the weights of an uninterrupted
+over it. Every stage plans alike, each over its own share of the budget (``--global_share`` with ``--refine``). A resumed run reads the plan and never measures again, so it ends with the weights of an uninterrupted
 run. Should the first epoch alone outlast the budget, the run stops at the budget and validates what it has.
 """
 
@@ -15,10 +15,11 @@ import math
 import time
 
 from cephalo.checks import format_duration
+from cephalo.engine.config import TrainConfig
 from cephalo.engine.distributed import all_gather
 from cephalo.engine.progress import Progress
 from cephalo.engine.schedule import set_length
-from cephalo.engine.setup import Training
+from cephalo.engine.setup import Parts
 
 MARGIN = 0.05  # of the budget kept free: later epochs can run a little slower than the measured one
 # --time_budget without --image_size: the global input size measured best at that budget, as (budgets up to this
@@ -67,21 +68,22 @@ def epochs_text(updates: int, updates_per_epoch: int) -> str:
     return f"{whole} epoch{'s' if whole != 1 else ''}" + (f" + {part} update{'s' if part != 1 else ''}" if part else "")
 
 
-def set_schedule_length(t: Training, total_updates: int) -> None:
-    """The run's warm-up + cosine schedule over ``total_updates``."""
-    set_length(t.scheduler, total_updates, round(t.config.warmup_epochs * t.updates_per_epoch), t.config.min_lr_ratio)
-
-
 class Budget:
-    """The budget's clock in one process of a run; ``started``: when the process began (setup counts).
-    Without ``--time_budget`` it changes nothing: the run has its ``--epochs``."""
+    """The budget's clock of one stage in one process; ``started``: when the stage's setup began (it counts).
+    ``config`` is the stage's view, whose ``time_budget`` is the stage's share. Without a budget it changes
+    nothing: the stage has its ``--epochs``."""
 
-    def __init__(self, t: Training, progress: Progress, started: float):
-        self.seconds, self.started = t.config.time_budget, started
+    def __init__(self, config: TrainConfig, parts: Parts, progress: Progress, started: float):
+        self.config, self.parts = config, parts
+        self.seconds, self.started = config.time_budget, started
         self.loop_started, self.updates_at_start = time.perf_counter(), progress.updates
         self._planned = progress.planned_updates or None
         if self._planned:  # a resumed run: the plan its first process made
-            set_schedule_length(t, self._planned)
+            self._set_schedule_length(self._planned)
+
+    def _set_schedule_length(self, total_updates: int) -> None:
+        """The stage's warm-up + cosine schedule over ``total_updates``."""
+        set_length(self.parts.scheduler, total_updates, self.parts.warmup_updates, self.config.min_lr_ratio)
 
     @property
     def planning(self) -> bool:
@@ -92,31 +94,32 @@ class Budget:
         """Still planning and the budget spent: the first epoch alone was too long."""
         return self.planning and time.perf_counter() - self.started >= self.seconds
 
-    def epochs(self, t: Training, epochs: int) -> float:
-        """How many epochs the run has (the last may be partial): ``--epochs``, unknown (inf) until planned, then the
-        plan's."""
+    def epochs(self) -> float:
+        """How many epochs the stage has (the last may be partial): ``--epochs``, unknown (inf) until planned, then
+        the plan's."""
         if self.seconds is None:
-            return epochs
-        return math.inf if self._planned is None else math.ceil(self._planned / t.updates_per_epoch)
+            return self.config.epochs
+        return math.inf if self._planned is None else math.ceil(self._planned / self.parts.updates_per_epoch)
 
     def reached(self, progress: Progress) -> bool:
         """The plan's last update is done (mid-epoch when the last epoch is partial)."""
         return self._planned is not None and progress.updates >= self._planned
 
-    def plan(self, t: Training, progress: Progress, metrics: dict) -> str | None:
-        """After the first epoch: fix the run's updates in ``progress`` and the schedule; returns what it decided."""
+    def plan(self, progress: Progress, metrics: dict) -> str | None:
+        """After the first epoch: fix the stage's updates in ``progress`` and the schedule; returns what it
+        decided."""
         if not self.planning:
             return None
-        now = time.perf_counter()
+        now, per_epoch = time.perf_counter(), self.parts.updates_per_epoch
         # the epoch's train_seconds leave the first compiled update out (engine/stats.py)
         update_s, fixed_s = first_epoch_costs(metrics["train_seconds"], progress.updates - self.updates_at_start,
                                               now - self.loop_started, metrics.get("compile_seconds", 0.0))
-        total = planned_updates(self.seconds, now - self.started, update_s, fixed_s, t.updates_per_epoch,
-                                t.config.max_updates)
-        total = min(all_gather(total, t.dist))  # every rank measured its own clock; all take the shortest plan
+        total = planned_updates(self.seconds, now - self.started, update_s, fixed_s, per_epoch,
+                                self.config.max_updates)
+        total = min(all_gather(total, self.parts.dist))  # every rank measured its own clock; all take the shortest
         progress.planned_updates = self._planned = total
-        set_schedule_length(t, total)
+        self._set_schedule_length(total)
         left = total - progress.updates
-        ends = now - self.started + left * update_s + math.ceil(left / t.updates_per_epoch) * fixed_s
-        return (f"{plan_text(self.seconds, update_s, fixed_s, total, t.updates_per_epoch)}, {total} updates, the run "
+        ends = now - self.started + left * update_s + math.ceil(left / per_epoch) * fixed_s
+        return (f"{plan_text(self.seconds, update_s, fixed_s, total, per_epoch)}, {total} updates, the stage "
                 f"ending after about {format_duration(ends)}")

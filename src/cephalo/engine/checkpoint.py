@@ -38,6 +38,7 @@ FORMAT = "cephalo"
 CHECKPOINT_VERSION = 3  # the newest format this version reads and writes
 GLOBAL = "global"  # the stage that sees the whole letterboxed image
 LOCAL = "local"  # the refinement stage: patches of the original image around each landmark
+STAGE_ORDER = (GLOBAL, LOCAL)  # the order stages train in: a checkpoint of a later one got further
 LETTERBOX = "centred, zero padding"
 _RESUME_KEYS = ("optimizer", "scheduler", "scaler", "progress", "rng", "config", "tracker")
 _NUMPY_CORE = np._core if hasattr(np, "_core") else np.core  # numpy 2 renamed it
@@ -122,10 +123,11 @@ def build_state(*, stage: StageSpec, model: dict, ema: dict | None, optimizer: d
     ``stage`` is the stage being trained (``training_stage``), ``frozen`` the stages trained before it, each as
     ``(spec, the weights it predicts with)``."""
     frozen = frozen or {}
-    extra = {"training_stage": training_stage, "frozen": {n: w for n, (_, w) in frozen.items()}} if frozen else {}
+    several = bool(frozen) or training_stage != GLOBAL  # a one-stage global checkpoint stays version 2
+    extra = {"training_stage": training_stage, "frozen": {n: w for n, (_, w) in frozen.items()}} if several else {}
     return {
         "format": FORMAT,
-        "version": 3 if frozen else 2,
+        "version": 3 if several else 2,
         "stages": {**{n: spec.to_dict() for n, (spec, _) in frozen.items()}, training_stage: stage.to_dict()},
         **extra,
         "predict_with": "ema" if ema is not None else "model",
@@ -225,9 +227,6 @@ def can_resume(state: dict, path: Path | str) -> None:
     missing = [k for k in _RESUME_KEYS if k not in state]
     if missing:
         raise ValueError(f"{path}: this checkpoint cannot be resumed (it has no {', '.join(missing)})")
-    if state.get("training_stage", GLOBAL) != GLOBAL:
-        raise ValueError(f"{path}: this checkpoint holds a {state['training_stage']} (refinement) stage's training: "
-                         "continue it with cephalo train --resume RUN --refine")
 
 
 def read_stage(state: dict, path: Path | str, name: str = GLOBAL) -> Stage:

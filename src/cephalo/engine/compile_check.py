@@ -10,7 +10,6 @@ memory it is skipped (the run's own out-of-memory recovery is not triggered); a 
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import time
 import warnings
@@ -21,12 +20,10 @@ from torch import nn
 
 from cephalo.engine.agreement import EPS, FLOORS, SAME_MATHS, agreement, perturbed, rounding
 from cephalo.engine.compile import CompileFallback
-from cephalo.engine.data import micro_batch_weights
-from cephalo.engine.distributed import Dist, all_gather
+from cephalo.engine.distributed import all_gather
 from cephalo.engine.finite import all_finite
-from cephalo.engine.loop import Batch, accumulate
-from cephalo.engine.progress import Progress
-from cephalo.engine.setup import Training
+from cephalo.engine.loop import accumulate
+from cephalo.engine.stage import Group, TrainingStage
 
 
 def compiled_part(model: nn.Module) -> CompileFallback | None:
@@ -35,76 +32,65 @@ def compiled_part(model: nn.Module) -> CompileFallback | None:
     return inner if isinstance(inner, CompileFallback) and inner.compiled else None
 
 
-def fixed_group(t: Training) -> list[Batch]:
-    """The first ``batch_size x accumulation`` training images (in dataset order, not augmented), as one
-    accumulation group of micro-batches on the device."""
-    c = t.config
-    count = c.batch_size * c.gradient_accumulation_steps
-    items = [t.train_set[i % len(t.train_set)] for i in range(count)]
-    images = torch.stack([image for image, _, _ in items]).to(t.device)
-    landmarks = torch.stack([lm for _, lm, _ in items]).to(t.device)
-    weights = micro_batch_weights(count, c.batch_size, c.gradient_accumulation_steps)
-    return [(images[i : i + c.batch_size], landmarks[i : i + c.batch_size], w)
-            for i, w in zip(range(0, count, c.batch_size), weights)]
-
-
-def group_gradients(t: Training, model: nn.Module, group: list[Batch]) -> list[torch.Tensor] | None:
-    """Every parameter's gradient ``(..)`` after ``group`` through ``model`` (still scaled by the GradScaler, the
-    same for both paths), then the loss; None out of memory. Gradients are zeroed afterwards."""
-    alone = dataclasses.replace(t, model=model, dist=Dist(), augment=None)  # no all-reduce: each rank checks alone
-    loss = accumulate(alone, Progress(loss_sum=torch.zeros((), device=t.device)), group, sync=True)
+def group_gradients(stage: TrainingStage, model: nn.Module, group: Group) -> list[torch.Tensor] | None:
+    """Every parameter's gradient ``(..)`` after ``group`` through ``model`` (not augmented, no all-reduce: each
+    rank checks alone; still scaled by the GradScaler, the same for both paths), then the loss; None out of memory.
+    Gradients are zeroed afterwards."""
+    loss = accumulate(stage, stage.new_progress(), group, sync=True, model=model, augment=False)
     grads = None
     if loss is not None:
-        grads = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in t.raw_model.parameters()]
+        grads = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in stage.parts.raw_model.parameters()]
         grads.append(loss)
-    t.optimizer.zero_grad(set_to_none=True)
+    stage.parts.optimizer.zero_grad(set_to_none=True)
     return grads
 
 
 class _Untouched:
     """Restores the model's state (BatchNorm statistics move in a training forward) and every generator."""
 
-    def __init__(self, t: Training):
-        self.t = t
+    def __init__(self, stage: TrainingStage):
+        self.parts = stage.parts
 
     def __enter__(self):
-        self.state = {k: v.detach().clone() for k, v in self.t.raw_model.state_dict().items()}
+        device = self.parts.device
+        self.state = {k: v.detach().clone() for k, v in self.parts.raw_model.state_dict().items()}
         self.rng = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
-                    torch.cuda.get_rng_state(self.t.device) if self.t.device.type == "cuda" else None)
+                    torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
         return self
 
     def reset_model(self) -> None:
-        self.t.raw_model.load_state_dict(self.state)
+        self.parts.raw_model.load_state_dict(self.state)
 
     def __exit__(self, *exc) -> None:
         self.reset_model()
-        self.t.optimizer.zero_grad(set_to_none=True)
+        self.parts.optimizer.zero_grad(set_to_none=True)
         random.setstate(self.rng[0])
         np.random.set_state(self.rng[1])
         torch.set_rng_state(self.rng[2])
         if self.rng[3] is not None:
-            torch.cuda.set_rng_state(self.rng[3], self.t.device)
+            torch.cuda.set_rng_state(self.rng[3], self.parts.device)
 
 
-def check_compiled_accumulation(t: Training) -> str | None:
+def check_compiled_accumulation(stage: TrainingStage) -> str | None:
     """Compare the compiled model with the eager one over one accumulation group; returns a line for the log, or
     None when the run is not compiled. On a disagreement (any rank's) the run falls back to eager, with a warning.
     """
-    compiled = compiled_part(t.model)
+    parts = stage.parts
+    compiled = compiled_part(parts.model)
     if compiled is None:
         return None
-    c, start = t.config, time.perf_counter()
-    precision = rounding(t.precision.dtype, t.device)
-    with _Untouched(t) as untouched:
-        group = fixed_group(t)
-        eager = group_gradients(t, t.raw_model, group)
-        t.raw_model.load_state_dict(perturbed(untouched.state, EPS[precision]))  # the rounding floor
-        floor = group_gradients(t, t.raw_model, group) if eager is not None else None
+    c, start = stage.config, time.perf_counter()
+    precision = rounding(parts.precision.dtype, parts.device)
+    with _Untouched(stage) as untouched:
+        group = stage.fixed_group()
+        eager = group_gradients(stage, parts.raw_model, group)
+        parts.raw_model.load_state_dict(perturbed(untouched.state, EPS[precision]))  # the rounding floor
+        floor = group_gradients(stage, parts.raw_model, group) if eager is not None else None
         untouched.reset_model()
-        fast = group_gradients(t, compiled, group) if floor is not None else None
+        fast = group_gradients(stage, compiled, group) if floor is not None else None
     result = None
     if fast is None:
-        if t.device.type == "cuda":
+        if parts.device.type == "cuda":
             torch.cuda.empty_cache()
         skipped = "out of GPU memory for it (the run trains compiled, unchecked)"
     elif not compiled.compiled:
@@ -118,17 +104,18 @@ def check_compiled_accumulation(t: Training) -> str | None:
             skipped, result = ("rounding alone moves this model's gradients too far at this size to tell (the run "
                                "trains compiled, unchecked)"), None
     wrong = result is not None and not result.within(tolerance)
-    if not any(all_gather(wrong, t.dist)):  # every rank decides alike
+    if not any(all_gather(wrong, parts.dist)):  # every rank decides alike
         if skipped:
-            return f"compile check skipped: {skipped}"
-        return (f"compile check passed: --compile_mode {c.compile_mode} against eager over one accumulation group "
-                f"of {c.gradient_accumulation_steps} x {c.batch_size} images: {result} "
+            return f"{stage.label}compile check skipped: {skipped}"
+        return (f"{stage.label}compile check passed: --compile_mode {c.compile_mode} against eager over one "
+                f"accumulation group of {c.gradient_accumulation_steps} x {c.batch_size} images: {result} "
                 f"({time.perf_counter() - start:.0f} s, compilation included)")
     compiled.disable()
-    evaluated = compiled_part(t.eval_forward)
+    evaluated = compiled_part(parts.eval_forward)
     if evaluated is not None:
         evaluated.disable()
     found = f"{result}; needed {tolerance}" if wrong else "on another process"
     warnings.warn(f"torch.compile (--compile_mode {c.compile_mode}) gives wrong accumulated gradients on this machine "
-                  f"({found}); training continues in eager mode. `cephalo doctor` checks each compile mode")
-    return f"compile check failed ({found}): eager mode from here"
+                  f"({found}); the {stage.name} stage continues in eager mode. `cephalo doctor` checks each compile "
+                  "mode")
+    return f"{stage.label}compile check failed ({found}): eager mode from here"

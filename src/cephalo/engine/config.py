@@ -122,7 +122,8 @@ class TrainConfig(DataOptions):
                                        "schedule runs over them (--epochs is then not used; --max_updates still caps "
                                        "and --early_stopping may stop sooner)", type=duration_seconds,
                                        check=above(0), metavar="TIME")
-    # the local (refinement) stage: benchmarks/refine_cv.md measured these defaults
+    # the local (refinement) stage: benchmarks/refine_cv.md measured these defaults; its optimisation options have
+    # the values the global stage's had when it shared them
     refine: bool = option(False, "after the global model, train a local model that corrects each landmark from a "
                           "patch of the original image around it (best.pt then carries both stages)")
     refine_from: str | None = option(None, "add a local stage to the global model of this checkpoint (no global "
@@ -137,8 +138,15 @@ class TrainConfig(DataOptions):
                                 "(0: none)", check=context_factor)
     local_model: str = option("hrnet_w18_small", "local stage: network", choices=MODEL_NAMES)
     local_epochs: int = option(15, "local stage: epochs over the training images", check=at_least(1))
-    local_batch: int = option(4, "local stage: images per update (each brings one patch per landmark)",
+    local_batch: int = option(4, "local stage: images per forward pass (each brings one patch per landmark)",
                               check=at_least(1))
+    local_accumulation_steps: int = option(1, "local stage: micro-batches per optimizer update", check=at_least(1))
+    local_lr: float = option(2e-3, "local stage: peak learning rate of AdamW", check=at_least(0))
+    local_warmup_epochs: float = option(1.0, "local stage: linear LR warm-up in epochs, then cosine decay to "
+                                        "local_lr x min_lr_ratio", check=at_least(0))
+    local_weight_decay: float = option(1e-4, "local stage: AdamW weight decay", check=at_least(0))
+    local_augmentation: str = option("light", "local stage: none|light|full (the patches are already moved by the "
+                                     "jitter: benchmarks/refine_cv.md)", choices=AUGMENTATION_LEVELS)
     global_share: float = option(0.5, "with --refine and --time_budget: the global stage's share of the budget, the "
                                  "local stage has the rest", check=between(0.05, 0.95))
     deterministic: bool = option(False, "deterministic algorithms (repeatable runs on CPU; on GPU as far as cuDNN "
@@ -164,6 +172,10 @@ class TrainConfig(DataOptions):
     def from_dict(cls, values: dict) -> TrainConfig:
         """A config as :meth:`to_dict` (a checkpoint's ``config``) wrote it; options it does not know are left out."""
         values = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        for local, shared in (("local_lr", "lr"), ("local_warmup_epochs", "warmup_epochs"),
+                              ("local_weight_decay", "weight_decay")):
+            if local not in values and shared in values:  # written before 2026-12-05: the stages shared them
+                values[local] = values[shared]
         return cls(**{**values, "image_size": tuple(values.get("image_size", DEFAULT_IMAGE_SIZE))})
 
 

@@ -4,7 +4,7 @@ weights of accumulated micro-batches."""
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cephalo.datasets.csv_dataset import seeded_split
 from cephalo.datasets.sources import available_splits
@@ -59,11 +59,14 @@ class EpochSampler(Sampler[int]):
     ``set_epoch(epoch, skip)`` leaves out the first ``skip`` indices of the epoch's order (samples already
     trained on by all ranks together): a run resumed in the middle of an epoch continues with the next batch
     without loading the ones done. With several ranks, rank ``r`` takes every ``world_size``-th index from ``r``
-    (padded by wrapping round so that every rank has as many), like ``DistributedSampler``.
+    (padded by wrapping round so that every rank has as many), like ``DistributedSampler``. ``keyed``: it yields
+    ``(epoch, index)``, for datasets whose items depend on the epoch (the local stage's jitter).
     """
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1):
+    def __init__(self, size: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1,
+                 keyed: bool = False):
         self.size, self.seed, self.shuffle, self.rank, self.world_size = size, seed, shuffle, rank, world_size
+        self.keyed = keyed
         self.epoch, self.skip = 0, 0
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
@@ -81,14 +84,16 @@ class EpochSampler(Sampler[int]):
         return order
 
     def __iter__(self):
+        if self.keyed:
+            return iter([(self.epoch, i) for i in self._indices()])
         return iter(self._indices())
 
     def __len__(self) -> int:
         return -(-(self.size - self.skip) // self.world_size)
 
 
-def build_loader(dataset: CachedLandmarkDataset, batch_size: int, sampler: Sampler, config: TrainConfig,
-                 device: torch.device) -> DataLoader:
+def build_loader(dataset: Dataset, batch_size: int, sampler: Sampler, config: TrainConfig, device: torch.device,
+                 collate_fn=None) -> DataLoader:
     """Workers only read cached uint8 arrays; pinned memory (CUDA) makes the copy to the GPU asynchronous.
 
     Nothing here is a lambda or a local class, so workers also start under Windows' ``spawn``. The loader has its
@@ -100,7 +105,8 @@ def build_loader(dataset: CachedLandmarkDataset, batch_size: int, sampler: Sampl
                       generator=torch.Generator().manual_seed(config.seed),
                       pin_memory=config.pin_memory and device.type == "cuda",
                       prefetch_factor=config.prefetch_factor if workers > 0 else None,
-                      persistent_workers=config.persistent_workers and workers > 0, drop_last=False)
+                      persistent_workers=config.persistent_workers and workers > 0, drop_last=False,
+                      collate_fn=collate_fn)
 
 
 def micro_batch_weights(num_samples: int, batch_size: int, accumulation: int) -> list[float]:

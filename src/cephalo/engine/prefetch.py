@@ -6,12 +6,13 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+Batch = tuple[torch.Tensor, ...]
 
 
 class DevicePrefetcher:
-    """Iterates a loader's ``(images (B, 1, H, W) uint8, landmarks (B, K, 2), index (B,))`` with images and
-    landmarks already on ``device`` (the index stays on the host).
+    """Iterates a loader's ``(*tensors, index (B,))`` batches (the global stage's ``images (B, 1, H, W) uint8,
+    landmarks (B, K, 2)``; the local stage's also spacing and jitter) with every tensor but the last already on
+    ``device`` (the index stays on the host).
 
     On CUDA with ``non_blocking``, batch n+1 is copied on a side stream while batch n computes; from pinned host
     memory the copy is asynchronous, so the GPU does not wait for it. Elsewhere, or with ``non_blocking=False``,
@@ -27,8 +28,8 @@ class DevicePrefetcher:
 
     def __iter__(self) -> Iterator[Batch]:
         if not self.overlap:
-            for images, landmarks, index in self.loader:
-                yield images.to(self.device), landmarks.to(self.device), index
+            for *tensors, index in self.loader:
+                yield *(t.to(self.device) for t in tensors), index
             return
         stream = torch.cuda.Stream(self.device)
         batches = iter(self.loader)
@@ -38,14 +39,14 @@ class DevicePrefetcher:
             if batch is None:
                 return None
             with torch.cuda.stream(stream):
-                images, landmarks, index = batch
-                return images.to(self.device, non_blocking=True), landmarks.to(self.device, non_blocking=True), index
+                *tensors, index = batch
+                return *(t.to(self.device, non_blocking=True) for t in tensors), index
 
         ahead = copy_ahead()
         while ahead is not None:
             current = torch.cuda.current_stream(self.device)
             current.wait_stream(stream)  # the copy of this batch is done before the step uses it
-            for tensor in ahead[:2]:
+            for tensor in ahead[:-1]:
                 tensor.record_stream(current)  # memory allocated on the side stream, used on this one
             batch, ahead = ahead, copy_ahead()
             yield batch

@@ -1,6 +1,6 @@
 """What changes while a run trains: :class:`Progress` (where the run is, saved in every checkpoint so that a resumed
 run continues at the same micro-batch) and :class:`Tracker` (the best validation and early stopping).
-Everything built at setup (:class:`~cephalo.engine.setup.Training`) stays as it was built."""
+Everything built at setup (:class:`~cephalo.engine.setup.Parts`) stays as it was built."""
 
 from __future__ import annotations
 
@@ -38,9 +38,11 @@ class Progress:
 
     @classmethod
     def from_state_dict(cls, state: dict, device: torch.device) -> Progress:
+        """``state`` as :meth:`state_dict` wrote it; a local stage's progress written before 2026-12-05 (epoch,
+        updates and plan only, at an epoch's end) reads with the other counters at 0."""
         known = {f.name for f in fields(cls)} - set(_NOT_SAVED)
         return cls(**{k: v for k, v in state.items() if k in known},
-                   loss_sum=torch.tensor(state["loss_sum"], device=device))
+                   loss_sum=torch.tensor(float(state.get("loss_sum", 0.0)), device=device))
 
     def next_epoch(self, device: torch.device) -> None:
         """Count a finished epoch and reset the per-epoch counters."""

@@ -24,9 +24,10 @@ class RunLog:
     on with a warning; the CSV is rewritten whole at the next row that can be written.
     """
 
-    def __init__(self, run_dir: Path, config: dict, enabled: bool = True):
-        """``enabled=False`` (ranks other than 0) writes nothing."""
-        self.dir, self.enabled, self.tensorboard = Path(run_dir), enabled, None
+    def __init__(self, run_dir: Path, config: dict, enabled: bool = True, prefix: str = ""):
+        """``enabled=False`` (ranks other than 0) writes nothing; ``prefix``: a later stage's files
+        (``local_metrics.jsonl``)."""
+        self.dir, self.enabled, self.tensorboard, self.prefix = Path(run_dir), enabled, None, prefix
         self.rows: list[dict] = []
         self.columns: list[str] = []
         self.csv_stale = False  # a CSV row could not be written: rewrite the whole file at the next chance
@@ -34,16 +35,16 @@ class RunLog:
             return
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            write_text(self.dir / "config.json", json.dumps(config, indent=2, default=str))
+            write_text(self.dir / f"{prefix}config.json", json.dumps(config, indent=2, default=str))
         except OSError as e:
             raise WriteError(e.filename or self.dir, e, "the run folder cannot be written: choose another "
                              "--output_dir (or free space)") from None
-        self.rows = _read_jsonl(self.dir / "metrics.jsonl")  # a resumed run's earlier epochs
+        self.rows = _read_jsonl(self.dir / f"{prefix}metrics.jsonl")  # a resumed run's earlier epochs
         self.columns = _columns(self.rows)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tensorboard = SummaryWriter(str(self.dir / "tensorboard"))
+            self.tensorboard = SummaryWriter(str(self.dir / "tensorboard" / (prefix.rstrip("_") or ".")))
         except Exception:  # tensorboard is optional; without it the JSONL/CSV logs are complete
             pass
 
@@ -52,10 +53,10 @@ class RunLog:
         if not self.enabled:
             return
         row = {k: v for k, v in row.items() if isinstance(v, (int, float, str)) or v is None}
-        if not self._append(self.dir / "metrics.jsonl", json.dumps(row) + "\n"):
+        if not self._append(self.dir / f"{self.prefix}metrics.jsonl", json.dumps(row) + "\n"):
             return
         self.rows.append(row)
-        csv_path = self.dir / "metrics.csv"
+        csv_path = self.dir / f"{self.prefix}metrics.csv"
         new_columns = [k for k in row if k not in self.columns]
         self.columns += new_columns
         if new_columns or self.csv_stale or not csv_path.is_file():

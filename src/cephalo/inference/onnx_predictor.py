@@ -19,7 +19,7 @@ import torch
 
 from cephalo.codec import HeatmapCodec
 from cephalo.engine.checkpoint import StageSpec
-from cephalo.engine.local_stage import refine_with
+from cephalo.engine.local_patches import refine_with
 from cephalo.inference.predictor import Predictor
 
 METADATA_KEY = "cephalo"

@@ -10,7 +10,7 @@ import torch
 from cephalo.codec import HeatmapCodec
 from cephalo.device import resolve_device
 from cephalo.engine.checkpoint import GLOBAL, LOCAL, Stage, load_checkpoint, read_stage
-from cephalo.engine.local_stage import refine_landmarks
+from cephalo.engine.local_patches import refine_landmarks
 from cephalo.engine.precision import resolve_precision
 from cephalo.inference.predictor import Predictor
 from cephalo.models import create_model

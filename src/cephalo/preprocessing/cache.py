@@ -209,4 +209,7 @@ class PatchScaleCache:
             raise WriteError(self.folder, e, CACHE_HINT) from None
         write_entry(self.folder, key, scaled, {"source": str(source), "source_size": list(image.shape[:2]),
                                                "spacing_mm": record.spacing_mm, "version": CACHE_VERSION})
-        return scaled, rescale, True
+        try:  # read back mapped, as a cached entry is: a run holds no copy, and workers reopen it by its name
+            return np.load(array_path, mmap_mode="r"), rescale, True
+        except (OSError, ValueError):
+            return scaled, rescale, True

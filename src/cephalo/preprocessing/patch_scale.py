@@ -29,6 +29,16 @@ class ScaledImages:
     def __len__(self) -> int:
         return len(self.arrays)
 
+    def __getstate__(self) -> dict:
+        """Memory-mapped arrays pickle as their file (worker processes, Windows' spawn), not as their pixels."""
+        arrays = [("file", a.filename) if isinstance(a, np.memmap) and a.filename else ("array", a)
+                  for a in self.arrays]
+        return {**self.__dict__, "arrays": arrays}
+
+    def __setstate__(self, state: dict) -> None:
+        arrays = tuple(np.load(a, mmap_mode="r") if kind == "file" else a for kind, a in state["arrays"])
+        self.__dict__.update({**state, "arrays": arrays})
+
     def images(self, rows) -> Tensor:
         """``(len(rows), 1, H, W)`` uint8: the images ``rows`` (a tensor, slice or list of indices)."""
         picked = range(len(self.arrays))[rows] if isinstance(rows, slice) else [int(i) for i in rows]
