@@ -20,14 +20,14 @@ def test_bench_measures_rows_and_keeps_going_after_a_failing_one(tmp_path, monke
     code = main(["bench", "--image_size", "64", "64", "--model", "hrnet_w18_small", "--batch_size", "2",
                  "--gradient_accumulation_steps", "2", "--warmup_updates", "1", "--measure_updates", "2",
                  "--num_workers", "0", "--device", "cpu", "--cache_dir", str(tmp_path / "cache"),
-                 "--techniques", "baseline,current,channels_last,light_augmentation,early_stopping,save_frequency",
-                 "--output_dir", str(out)])
+                 "--techniques", "baseline,current,channels_last,light_augmentation,early_stopping,save_frequency,"
+                 "local_stage", "--patch_size", "32", "--local_batch", "2", "--output_dir", str(out)])
     printed = capsys.readouterr().out
     assert code == 0
     report = json.loads((out / "bench.json").read_text(encoding="utf-8"))
     rows = {r["name"]: r for r in report["rows"]}
     assert list(rows) == ["baseline", "current", "channels_last", "early_stopping", "save_frequency",
-                          "light_augmentation"]  # table order
+                          "light_augmentation", "local_stage"]  # table order
     for name in ("baseline", "current", "channels_last"):
         result = rows[name]["result"]
         assert "error" not in result, result
@@ -40,11 +40,14 @@ def test_bench_measures_rows_and_keeps_going_after_a_failing_one(tmp_path, monke
     assert 0 < rows["save_frequency"]["derived"]["gain"] < 1
     assert "failure forced" in rows["light_augmentation"]["result"]["error"]
     assert rows["early_stopping"]["result"] is None
+    local = rows["local_stage"]["result"]  # the local stage's step, on an untrained global model
+    assert local["stage"] == "local" and local["patches_per_s"] == pytest.approx(19 * local["images_per_s"])
+    assert rows["local_stage"]["vs_current"] is None and "patches/s" in rows["local_stage"]["cells"]["note"]
     md = (out / "bench.md").read_text(encoding="utf-8")
     assert "claimed (seed notes)" in md and "10–20 %" in md and "- machine: " in md and "torch " in md and "load average" in md
     assert "error: RuntimeError: failure forced" in md and "saves epochs, not step time" in md
     assert "derived from the measured save time" in md
-    assert "[6/6] light_augmentation: error: RuntimeError: failure forced" in printed
+    assert "[6/7] light_augmentation: error: RuntimeError: failure forced" in printed
     assert not list(out.glob("bench-save-*"))  # the timed checkpoint was removed
 
 
@@ -73,8 +76,10 @@ def test_save_frequency_arithmetic():
 
 
 def test_rows_add_one_technique_to_current():
-    common = {"model": "hrnet_w32", "augmentation": "full", "num_workers": 2}
+    common = {"model": "hrnet_w32", "augmentation": "full", "num_workers": 2, "local_model": "hrnet_w18_small",
+              "patch_size": 64, "local_batch": 4}
     rows = {r.name: r for r in build_rows(list(ROW_NAMES), common, 8, "max-autotune")}
+    assert rows["local_stage"].overrides == {**rows["current"].overrides, "refine": True}
     base, current = rows["baseline"].overrides, rows["current"].overrides
     assert not base["mixed_precision"] and not base["use_ema"] and base["gradient_accumulation_steps"] == 1
     assert not base["pin_memory"] and not base["non_blocking"] and not base["persistent_workers"]

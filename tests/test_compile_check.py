@@ -102,3 +102,19 @@ def test_the_check_runs_once_not_on_resume(tiny_config, monkeypatch):
 
 def test_uncompiled_runs_are_not_checked(tiny_config):
     assert check_compiled_accumulation(GlobalStage(tiny_config, TinyHeatmapNet())) is None
+
+
+def test_the_local_stage_compiles_and_is_checked_too(two_stage_config, monkeypatch, capsys):
+    """--use_compile with --refine_from: the local model trains compiled (its EMA copy validates compiled), after
+    the same check over one accumulation group of patches; a broken compile falls back to eager."""
+    config = dataclasses.replace(two_stage_config, refine=False, local_epochs=1, local_accumulation_steps=2,
+                                 use_ema=True)
+    torch.manual_seed(0)
+    source = train(dataclasses.replace(config, run_name="source", epochs=1)).run_dir / "best.pt"
+    made = fake_compile(monkeypatch, drops_accumulated=False)
+    train(dataclasses.replace(config, refine_from=str(source), use_compile=True, run_name="kept"))
+    assert "local compile check passed" in capsys.readouterr().out and len(made) == 2  # the model and its EMA
+    fake_compile(monkeypatch, drops_accumulated=True)
+    with pytest.warns(UserWarning, match=r"wrong accumulated gradients.*the local stage continues in eager mode"):
+        train(dataclasses.replace(config, refine_from=str(source), use_compile=True, run_name="broken"))
+    assert "local compile check failed" in capsys.readouterr().out

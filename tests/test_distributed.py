@@ -107,3 +107,30 @@ def test_torchrun_command_line_and_resume_on_another_world_size(tmp_path):
     assert one.returncode == 0, one.stderr[-3000:]
     state = load_checkpoint(tmp_path / "runs" / "r" / "last.pt")
     assert state["epoch"] == 2 and state["updates"] == 2 + 4  # then 8 images in batches of 2 on one process
+
+
+@pytest.mark.slow
+def test_torchrun_refine_trains_both_stages_and_resumes_its_local_stage_on_another_world_size(tmp_path):
+    import subprocess
+    import sys
+
+    csv_path, _ = write_csv_dataset(tmp_path / "data", n=10, size=(64, 48))
+    common = ["-m", "cephalo", "train", "--dataset_path", str(csv_path), "--image_size", "32", "32",
+              "--batch_size", "2", "--num_workers", "0", "--no_progress", "--output_dir", str(tmp_path / "runs"),
+              "--run_name", "r", "--cache_dir", str(tmp_path / "cache"), "--val_fraction", "0.2", "--epochs", "1",
+              "--refine", "--patch_size", "32", "--local_batch", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", str(free_port()), *common, "--local_epochs", "1"],
+                         env=env, capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("local epoch   1:") == 1  # rank 0 alone reports
+    assert "local stage batch: 2 images x 2 processes x 1 accumulation = 4 per update, 2 updates per epoch" \
+        in two.stdout
+    best = load_checkpoint(tmp_path / "runs" / "r" / "best.pt")
+    assert set(best["stages"]) == {GLOBAL, LOCAL}
+    one = subprocess.run([sys.executable, *common, "--local_epochs", "2", "--resume", "auto"], env=env,
+                         capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-3000:]
+    state = load_checkpoint(tmp_path / "runs" / "r" / "local_last.pt")
+    assert state["epoch"] == 2 and state["updates"] == 2 + 4  # then 8 images in batches of 2 on one process

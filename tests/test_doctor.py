@@ -226,6 +226,8 @@ def test_doctor_on_cpu_passes_and_writes_its_report(tmp_path, capsys):
     assert checks["correctness", "channels_last"] == PASS and checks["correctness", "gradient checkpointing"] == PASS
     assert checks["recommendation", "2 updates of the recommendation"] == PASS
     assert checks["speed", "eager"] == INFO
+    local = next(c for c in report["checks"] if c["name"].startswith("local stage (hrnet_w18_small, 64 px patches"))
+    assert local["status"] == INFO and "patches/s" in local["detail"] and local["figures"]["stage"] == "local"
     assert not [c for c in report["checks"] if c["status"] == FAIL]
     assert report["command"].startswith("cephalo train --dataset_path synthetic --model hrnet_w18_small")
     assert "recommended for this machine" in printed and "correctness:" in printed

@@ -114,13 +114,15 @@ def table_row(row: Row, results: dict[str, dict | None], epoch_images: int) -> d
         cells.update({c: "error" for c in COLUMNS[3:8]})
         notes.insert(0, f"error: {result['error']}")
     else:
+        other_stage = row.name == "local_stage"  # its images are not the global stage's: no ratio
         cells.update({"images/s": rate_text(result["images_per_s"]),
-                      "vs current": "—" if row.name == "current" else speedup_text(result, current),
-                      "vs baseline": "—" if row.name == "baseline" else speedup_text(result, baseline),
+                      "vs current": "—" if row.name == "current" or other_stage else speedup_text(result, current),
+                      "vs baseline": "—" if row.name == "baseline" or other_stage else speedup_text(result,
+                                                                                                  baseline),
                       "peak memory": memory_text(result),
                       "first updates s": f"{result['first_updates_seconds']:.1f}"})
-        entry["vs_current"] = None if row.name == "current" else ratio(result, current)
-        entry["vs_baseline"] = None if row.name == "baseline" else ratio(result, baseline)
+        entry["vs_current"] = None if row.name == "current" or other_stage else ratio(result, current)
+        entry["vs_baseline"] = None if row.name == "baseline" or other_stage else ratio(result, baseline)
         if row.name == "gradient_checkpointing":
             change = memory_change(result, current)
             entry["memory_vs_current"] = change
@@ -138,6 +140,8 @@ def table_row(row: Row, results: dict[str, dict | None], epoch_images: int) -> d
                          "(epoch starts or a busy machine; more --measure_updates averages them)")
         if result.get("skipped_updates"):
             notes.append(f"{result['skipped_updates']} update(s) skipped (non-finite)")
+        if "patches_per_s" in result:
+            notes.append(f"{rate_text(result['patches_per_s'])} patches/s")
     cells["note"] = "; ".join(notes)
     entry["cells"] = cells
     return entry

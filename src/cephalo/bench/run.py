@@ -22,7 +22,8 @@ from cephalo.flags import option, option_fields
 # The training options a bench run takes, spelled and checked as cephalo train's (TrainConfig is their one
 # definition); bench's own defaults are the user's setup: HRNet-W18, batch 1 x accumulation 8.
 TRAINING_FLAGS = ("model", "image_size", "batch_size", "gradient_accumulation_steps", "device", "num_workers",
-                  "augmentation", "compile_mode", "vram_budget_gb", "cache_dir", "seed")
+                  "augmentation", "compile_mode", "vram_budget_gb", "cache_dir", "seed", "local_model", "patch_size",
+                  "local_batch")
 TRAINING_DEFAULTS = {"model": "hrnet_w18", "batch_size": 1, "gradient_accumulation_steps": 8}
 
 
@@ -87,24 +88,29 @@ def parse_worker_output(stdout: str, stderr: str, returncode: int) -> dict:
     return {"error": f"worker ended without a result ({how})" + (f": {last[:300]}" if last else "")}
 
 
-def run_row(row: Row, options: BenchOptions) -> dict:
-    """Measure one row in a fresh ``python -m cephalo.bench.worker`` process."""
-    spec = {"row": row.name, "overrides": row.overrides, "warmup_updates": options.warmup_updates,
-            "measure_updates": options.measure_updates, "time_save": row.time_save,
-            "save_dir": str(Path(options.output_dir).resolve())}
+def run_worker(spec: dict, timeout_s: float, timeout_hint: str = "") -> dict:
+    """One training segment (``spec``: see :mod:`cephalo.bench.worker`) in a fresh ``python -m
+    cephalo.bench.worker`` process: its result, or ``{"error": ...}`` (with the end of its stderr)."""
     command = [sys.executable, "-m", "cephalo.bench.worker", json.dumps(spec)]
     start = time.perf_counter()
     try:
         done = subprocess.run(command, capture_output=True, text=True, errors="backslashreplace",
-                              timeout=options.row_timeout_s, env=worker_environment())
+                              timeout=timeout_s, env=worker_environment())
     except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {options.row_timeout_s:g} s (--row_timeout_s)",
-                "wall_seconds": time.perf_counter() - start}
+        return {"error": f"timed out after {timeout_s:g} s{timeout_hint}", "wall_seconds": time.perf_counter() - start}
     result = parse_worker_output(done.stdout, done.stderr, done.returncode)
     result["wall_seconds"] = time.perf_counter() - start
     if "error" in result:
         result["stderr_tail"] = done.stderr[-4000:]
     return result
+
+
+def run_row(row: Row, options: BenchOptions) -> dict:
+    """Measure one row in a fresh worker process."""
+    spec = {"row": row.name, "overrides": row.overrides, "warmup_updates": options.warmup_updates,
+            "measure_updates": options.measure_updates, "time_save": row.time_save,
+            "save_dir": str(Path(options.output_dir).resolve())}
+    return run_worker(spec, options.row_timeout_s, " (--row_timeout_s)")
 
 
 def progress_line(index: int, total: int, row: Row, result: dict | None, reference: dict | None) -> str:

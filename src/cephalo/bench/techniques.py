@@ -28,7 +28,7 @@ CLAIMED = {
 NUMBERS = {"baseline": "", "current": "", "compile": "1", "channels_last": "2", "fused_optimizer": "3",
            "dataloader": "4", "gradient_checkpointing": "5", "early_stopping": "6", "save_frequency": "7",
            "light_augmentation": "8", "non_blocking": "9", "lighter_model": "10", "all_safe": "1–4, 9",
-           "all_safe_eager": "2–4, 9"}
+           "all_safe_eager": "2–4, 9", "local_stage": ""}
 ROW_NAMES = tuple(NUMBERS)
 
 
@@ -135,6 +135,11 @@ def build_rows(names: list[str], common: dict, accumulation: int, compile_mode: 
             rows.append(Row(name, None, f"not measured: {EARLY_STOPPING_NOTE}"))
         elif name == "save_frequency":
             rows.append(Row(name, None, "derived from the measured save time (current row)"))
+        elif name == "local_stage":
+            rows.append(Row(name, {**current, "refine": True}, (
+                f"the local stage (--refine) with the current settings: --local_model {common['local_model']}, "
+                f"--patch_size {common['patch_size']}, --local_batch {common['local_batch']}; its images/s are "
+                "training images, each bringing one patch per landmark")))
         elif name in ("all_safe", "all_safe_eager"):
             merged, techniques = dict(current), [s for s in SAFE if name == "all_safe" or s != "compile"]
             for technique in techniques:

@@ -10,22 +10,27 @@ purpose (tests of the error path).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 import tempfile
 import time
 import traceback
+from pathlib import Path
 
 import torch
 
 from cephalo.device import synchronize
+from cephalo.engine.checkpoint import save_checkpoint
 from cephalo.engine.compile import CompileFallback
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.global_stage import GlobalStage
+from cephalo.engine.local_stage import LocalStage
 from cephalo.engine.loop import train_one_epoch
 from cephalo.engine.monitor import peak_rss_bytes
 from cephalo.engine.progress import Progress, Tracker
+from cephalo.engine.resume import checkpoint_state
 from cephalo.engine.saver import CheckpointWriter
 from cephalo.engine.stage import TrainingStage
 
@@ -89,6 +94,15 @@ def run_segment(t: TrainingStage, warmup_updates: int, measure_updates: int) -> 
             "update_images_per_s": rates, "skipped_updates": p.skipped_updates, "progress": p}
 
 
+def untrained_source(config: TrainConfig, folder: Path) -> Path:
+    """A checkpoint of ``config``'s global model as initialised, for a local stage to train on: what the local stage
+    costs per update does not depend on how good its global model is (only where its patches are cut)."""
+    stage = GlobalStage(dataclasses.replace(config, refine=False, use_compile=False))
+    path = folder / "best.pt"
+    save_checkpoint(path, checkpoint_state(stage, stage.new_progress(), stage.new_tracker(), {}))
+    return path
+
+
 def time_checkpoint(t: TrainingStage, p: Progress, save_dir: str | None) -> dict:
     """One full ``last.pt`` write as training does it (finiteness check, torch.save, fsync, atomic rename), into a
     temporary folder on ``save_dir``'s disk."""
@@ -113,15 +127,20 @@ def measure(spec: dict) -> dict:
     overrides = dict(spec["overrides"])
     overrides["image_size"] = tuple(overrides["image_size"])
     config = TrainConfig(**overrides)
-    t = GlobalStage(config)  # applies --vram_budget_gb
+    with tempfile.TemporaryDirectory(prefix="bench-source-") as folder:
+        # applies --vram_budget_gb; with --refine the local stage, on an untrained global model
+        t = LocalStage(config, untrained_source(config, Path(folder))) if config.refine else GlobalStage(config)
     device = t.parts.device
-    result: dict = {"device": device_info(device), "notes": list(t.notes), "precision": str(t.parts.precision)}
+    result: dict = {"device": device_info(device), "notes": list(t.notes), "precision": str(t.parts.precision),
+                    "stage": t.name}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)  # the segment's peak, weights and optimizer state included
     rss_before = current_rss_bytes()
     segment = run_segment(t, spec["warmup_updates"], spec["measure_updates"])
     p = segment.pop("progress")
     result.update(segment)
+    if config.refine:  # each image brings one patch per landmark
+        result["patches_per_s"] = result["images_per_s"] * len(t.local_spec.landmark_names)
     if device.type == "cuda":
         result["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
         result["peak_reserved_bytes"] = torch.cuda.max_memory_reserved(device)  # what the card must hold

@@ -1,20 +1,18 @@
 """``cephalo doctor`` in order: environment -> data -> correctness of every fast path (and the prefetcher) ->
-memory at micro-batch 1, 2, 4 (fresh processes) -> speed of the variants that passed -> the recommended settings
--> those settings run for a few updates in a fresh process (the proof)."""
+memory at micro-batch 1, 2, 4 (fresh processes) -> speed of the variants that passed -> the local stage's speed and
+memory (a fresh process) -> the recommended settings -> those settings run for a few updates in a fresh process
+(the proof)."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from cephalo.bench.run import parse_worker_output, worker_environment
+from cephalo.bench.run import run_worker
 from cephalo.checks import above, at_least, between, dataset_location, device_name, multiple_of, writable_folder
 from cephalo.datasets.sources import default_cache_dir
 from cephalo.device import resolve_device
@@ -24,7 +22,7 @@ from cephalo.doctor.paths import correctness_checks, fast_paths
 from cephalo.doctor.prefetch import prefetcher_check
 from cephalo.doctor.recommend import Recommendation, command_text, command_words, recommend
 from cephalo.doctor.report import FAIL, INFO, PASS, SKIPPED, Check, check_line, shown
-from cephalo.doctor.speed import speed_checks
+from cephalo.doctor.speed import local_stage_check, speed_checks
 from cephalo.engine.config import COMPILE_MODES, TrainConfig, parse_args
 from cephalo.engine.data import build_datasets
 from cephalo.engine.gpu_memory import MARGIN, apply_vram_budget
@@ -124,12 +122,7 @@ def prove(words: list[str], dataset_path: str, cache_dir: str | None, updates: i
     config = parse_args(words[2:] + (["--cache_dir", cache_dir] if cache_dir else []))
     overrides = {**config.to_dict(), "dataset_path": dataset_path, "progress": False, "num_workers": 0}
     spec = {"row": "doctor-proof", "overrides": overrides, "warmup_updates": 1, "measure_updates": updates}
-    try:
-        done = subprocess.run([sys.executable, "-m", "cephalo.bench.worker", json.dumps(spec)], capture_output=True,
-                              text=True, errors="backslashreplace", timeout=timeout_s, env=worker_environment())
-        result = parse_worker_output(done.stdout, done.stderr, done.returncode)
-    except subprocess.TimeoutExpired:
-        result = {"error": f"timed out after {timeout_s:g} s"}
+    result = run_worker(spec, timeout_s)
     name = f"{updates + 1} updates of the recommendation"
     if "error" in result:
         return Check("recommendation", name, FAIL, result["error"], result)
@@ -192,6 +185,10 @@ def run_doctor(o: DoctorOptions, say=print) -> DoctorResult:
     speed, speeds = speed_checks(dataclasses.replace(base, **micro), speed_variants(passed, o.modes(), precision),
                                  o.speed_updates, show)
     checks += speed
+    layout = {"channels_last": True} if "channels_last" in passed else {}
+    say(f"local stage (--refine): its step at the same precision{', channels_last' if layout else ''}, in a fresh "
+        "process")
+    checks.append(shown(show, local_stage_check(base, {**precision, **layout}, o.speed_updates)))
 
     final = recommend(device.type, per_update, o.batch_size, peaks, limit, passed, speeds, unchecked)
     words = command_words(final, o.dataset_path, base.model, base.image_size, o.vram_budget_gb)

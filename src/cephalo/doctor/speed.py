@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import torch
 
+from cephalo.bench.run import run_worker
 from cephalo.bench.worker import run_segment
 from cephalo.doctor.report import FAIL, INFO, Check, shown
 from cephalo.engine.config import TrainConfig
@@ -48,3 +49,21 @@ def _speed_line(name: str, base: TrainConfig, changes: dict, updates: int, speed
     relative = f" ({speeds[name] / speeds['eager']:.2f}x eager)" if "eager" in speeds and name != "eager" else ""
     return Check(SECTION, name, INFO, f"{speeds[name]:.3g} images/s{relative}, first update {first:.1f} s",
                  {"images_per_s": speeds[name], "first_update_seconds": first, "changes": changes})
+
+
+def local_stage_check(base: TrainConfig, changes: dict, updates: int, timeout_s: float = 1800) -> Check:
+    """The local stage's training step (``--refine``: ``--local_model`` on patches of ``--patch_size``,
+    ``--local_batch`` images each bringing one patch per landmark) with ``changes`` (the recommended precision and
+    layout), a few updates after one warm-up in a fresh process: its speed and, on CUDA, its peak memory."""
+    overrides = {**base.to_dict(), **changes, "refine": True, "progress": False}
+    result = run_worker({"row": "doctor-local", "overrides": overrides, "warmup_updates": 1,
+                         "measure_updates": updates}, timeout_s)
+    name = f"local stage ({base.local_model}, {base.patch_size} px patches, --local_batch {base.local_batch})"
+    if "error" in result:
+        return Check(SECTION, name, FAIL, result["error"], result)
+    memory = ""
+    if result.get("memory_kind") == "cuda_max_allocated":
+        memory = (f", {result['peak_memory_bytes'] / 2**30:.2f} GiB peak "
+                  f"({result['peak_reserved_bytes'] / 2**30:.2f} reserved)")
+    return Check(SECTION, name, INFO, f"{result['images_per_s']:.3g} images/s ({result['patches_per_s']:.4g} "
+                 f"patches/s){memory}, first update {result['first_updates_seconds']:.1f} s", result)

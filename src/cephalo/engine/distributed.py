@@ -63,6 +63,12 @@ def any_rank(flags: list[bool], info: Dist, device: torch.device) -> list[bool]:
     return [bool(v) for v in t.tolist()]
 
 
+def barrier(info: Dist) -> None:
+    """Wait for every rank (rank 0's files are written before the others read them)."""
+    if info.enabled:
+        dist.barrier()
+
+
 def cleanup(info: Dist) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()

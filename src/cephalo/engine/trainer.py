@@ -12,7 +12,7 @@ from cephalo.checks import format_duration
 from cephalo.engine.budget import Budget
 from cephalo.engine.compile_check import check_compiled_accumulation
 from cephalo.engine.config import TrainConfig
-from cephalo.engine.distributed import any_rank
+from cephalo.engine.distributed import any_rank, barrier
 from cephalo.engine.loop import train_one_epoch
 from cephalo.engine.monitor import memory_text
 from cephalo.engine.oom import OutOfMemoryStop
@@ -106,6 +106,7 @@ def fit_stage(stage: TrainingStage, run_dir: Path, resumed: Resumed | None = Non
     if tracker.stopped_because:
         say(tracker.stopped_because)
     last_line = stage.finish(tracker, run_dir)
+    barrier(stage.parts.dist)  # rank 0's best.pt is written before a next stage reads it
     result.best_written = (run_dir / "best.pt").is_file() or not main
     if last_line:
         say(last_line)
