@@ -20,8 +20,8 @@ from cephalo.codec.patches import PatchGeometry
 from cephalo.datasets.sources import DatasetSpec, load_records
 from cephalo.engine.augment import AugmentConfig
 from cephalo.engine.local_patches import draw_jitter, local_inputs, local_loss
-from cephalo.engine.precision import resolve_precision
 from cephalo.models import create_model
+from cephalo.precision import resolve_precision
 from cephalo.preprocessing.cache import PatchScaleCache
 from cephalo.preprocessing.patch_scale import ScaledImages
 

@@ -24,16 +24,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cephalo.artifact.refine import refine_landmarks
 from cephalo.codec import HeatmapCodec
 from cephalo.codec.patches import PatchGeometry
 from cephalo.datasets.sources import DatasetSpec, default_cache_dir, load_records
 from cephalo.engine.augment import AugmentConfig
-from cephalo.engine.local_patches import draw_jitter, local_inputs, local_loss, refine_landmarks
-from cephalo.engine.precision import resolve_precision
+from cephalo.engine.local_patches import draw_jitter, local_inputs, local_loss
 from cephalo.engine.schedule import build_scheduler
 from cephalo.engine.setup import param_groups
 from cephalo.evaluation.predictions import read_predictions
 from cephalo.models import create_model
+from cephalo.precision import resolve_precision
 from cephalo.preprocessing.cache import PatchScaleCache
 from cephalo.preprocessing.patch_scale import ScaledImages
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from cephalo.engine.checkpoint import GLOBAL, LOCAL
+from cephalo.artifact.checkpoint import GLOBAL, LOCAL
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.global_stage import GlobalStage
 from cephalo.engine.host_sync import HostReads, cuda_sync_errors

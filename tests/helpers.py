@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cephalo.engine.checkpoint import StageSpec
+from cephalo.artifact.checkpoint import StageSpec
 from cephalo.image_io import write_image
 from cephalo.inference.predictor import Predictor
 

@@ -97,7 +97,7 @@ def test_evaluate_analysis_scores_measurements_and_classes(isbi_csv, tmp_path, c
 def test_predict_json_carries_the_measurements_and_overlays_draw_the_lines(tmp_path):
     import torch
 
-    from cephalo.engine.checkpoint import StageSpec
+    from cephalo.artifact.checkpoint import StageSpec
     from cephalo.inference.inputs import InputImage
     from cephalo.inference.outputs import predict_to_folder
     from cephalo.inference.predictor import Predictor

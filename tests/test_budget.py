@@ -9,9 +9,9 @@ import torch
 
 import cephalo.engine.budget as budget
 import cephalo.engine.trainer as trainer
+from cephalo.artifact.checkpoint import load_checkpoint
 from cephalo.checks import duration_seconds, format_duration
 from cephalo.engine.budget import epochs_text, first_epoch_costs, planned_updates
-from cephalo.engine.checkpoint import load_checkpoint
 from cephalo.engine.config import load_config_file, parse_args
 from cephalo.engine.global_stage import GlobalStage
 from cephalo.engine.loop import train_one_epoch

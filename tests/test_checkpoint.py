@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from cephalo.cli.main import main
-from cephalo.engine.checkpoint import (
+from cephalo.artifact.checkpoint import (
     CHECKPOINT_VERSION,
     StageSpec,
     build_state,
@@ -22,6 +21,7 @@ from cephalo.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from cephalo.cli.main import main
 from cephalo.models.registry import register_model, unregister
 from tests.helpers import TinyBackbone, TinyHead, write_csv_dataset
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import cephalo.engine.compile as compile_module
-from cephalo.engine.checkpoint import load_checkpoint
+from cephalo.artifact.checkpoint import load_checkpoint
 from cephalo.engine.compile_check import check_compiled_accumulation
 from cephalo.engine.global_stage import GlobalStage
 from cephalo.engine.stages import train

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from cephalo.engine.checkpoint import GLOBAL, LOCAL, load_checkpoint
+from cephalo.artifact.checkpoint import GLOBAL, LOCAL, load_checkpoint
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.data import EpochSampler
 from cephalo.engine.stages import train

@@ -22,9 +22,9 @@ from cephalo.doctor.recommend import command_words, recommend
 from cephalo.doctor.report import FAIL, INFO, PASS, SKIPPED
 from cephalo.engine.config import TrainConfig, parse_args
 from cephalo.engine.gpu_memory import MARGIN
-from cephalo.engine.precision import Precision
 from cephalo.models import HeatmapModel
 from cephalo.models.registry import register_model, unregister
+from cephalo.precision import Precision
 from tests.helpers import CheckpointedBackbone, TinyHead, write_csv_dataset
 from tests.test_compile_check import fake_compile
 

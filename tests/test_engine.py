@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from cephalo.engine.checkpoint import load_checkpoint, read_stage
+from cephalo.artifact.checkpoint import load_checkpoint, read_stage
 from cephalo.engine.data import micro_batch_weights
 from cephalo.engine.ema import ModelEma
 from cephalo.engine.global_stage import GlobalStage

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+from cephalo.artifact.checkpoint import load_checkpoint, read_stage
 from cephalo.cli.main import main
-from cephalo.engine.checkpoint import load_checkpoint, read_stage
 from cephalo.image_io import read_grey
 from cephalo.inference.loading import load_predictor
 from cephalo.preprocessing.letterbox import Letterbox

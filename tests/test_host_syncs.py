@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 import torch
 
-from cephalo.engine.checkpoint import GLOBAL, LOCAL
+from cephalo.artifact.checkpoint import GLOBAL, LOCAL
 from cephalo.engine.global_stage import GlobalStage
 from cephalo.engine.host_sync import HostReads, intended_sync
 from cephalo.engine.local_stage import LocalStage

@@ -5,10 +5,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from cephalo.artifact.refine import refine_landmarks
 from cephalo.codec import HeatmapCodec
 from cephalo.codec.patches import PatchGeometry
-from cephalo.engine.local_patches import draw_jitter, local_inputs, local_loss, refine_landmarks
-from cephalo.engine.precision import resolve_precision
+from cephalo.engine.local_patches import draw_jitter, local_inputs, local_loss
+from cephalo.precision import resolve_precision
 from cephalo.preprocessing.normalize import GREY_MEAN, GREY_STD
 from tests.test_patches import blob
 
@@ -90,7 +91,7 @@ def test_only_landmarks_whose_refined_validation_error_is_lower_are_refined(monk
 
 
 def test_a_predictor_moves_only_the_landmarks_its_local_stage_refines():
-    from cephalo.engine.checkpoint import StageSpec
+    from cephalo.artifact.checkpoint import StageSpec
     from cephalo.inference.predictor import Predictor
     from cephalo.preprocessing.rescale import Rescale
 

@@ -11,7 +11,7 @@ import torch
 
 import cephalo.engine.budget as budget
 import cephalo.engine.local_stage as local_stage
-from cephalo.engine.checkpoint import GLOBAL, LOCAL, load_checkpoint, read_stage
+from cephalo.artifact.checkpoint import GLOBAL, LOCAL, load_checkpoint, read_stage
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.stages import train
 from cephalo.inference.inputs import resolve_inputs

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import cephalo.engine.checkpoint as checkpoint_module
-from cephalo.engine.checkpoint import load_checkpoint
+import cephalo.artifact.checkpoint as checkpoint_module
+from cephalo.artifact.checkpoint import load_checkpoint
 from cephalo.engine.resume import newest_checkpoint
 from cephalo.engine.stages import train
 from tests.helpers import TinyHeatmapNet
@@ -57,8 +57,8 @@ def test_resume_auto_skips_a_damaged_checkpoint(config):
     data = open(f"{run}/last.pt", "rb").read()
     open(f"{run}/last.pt", "wb").write(data[: len(data) // 2])  # truncated, as by a crash mid-copy
     with pytest.warns(UserWarning, match="skipping .*last.pt: .*not a readable cephalo checkpoint"):
-        path, state = newest_checkpoint(__import__("pathlib").Path(run))
-    assert path.name == "recovery.pt"
+        found = newest_checkpoint(Path(run))
+    assert found.path.name == "recovery.pt"
     with pytest.warns(UserWarning, match="skipping"):
         result = train(dataclasses.replace(config, resume="auto"), TinyHeatmapNet())
     assert result.metrics["epoch"] == 3

@@ -22,8 +22,8 @@ import pytest
 import torch
 
 import cephalo.engine.loop as loop
+from cephalo.artifact.checkpoint import GLOBAL, LOCAL, load_checkpoint
 from cephalo.cli.errors import NON_FINITE, report_errors
-from cephalo.engine.checkpoint import GLOBAL, LOCAL, load_checkpoint
 from cephalo.engine.global_stage import GlobalStage
 from cephalo.engine.local_stage import LocalStage
 from cephalo.engine.resume import newest_checkpoint
@@ -225,7 +225,7 @@ def test_sigkill_at_a_random_update_then_resume_gives_the_uninterrupted_weights(
     time.sleep(random.Random().uniform(0.0, 2.0))
     victim.send_signal(signal.SIGKILL)
     assert victim.wait() == -signal.SIGKILL, "the run ended before it could be killed"
-    done = newest_checkpoint(tmp_path / "runs" / "killed")[1]["progress"]["updates"]
+    done = newest_checkpoint(tmp_path / "runs" / "killed").training().progress["updates"]
     assert done < 20  # 10 training images, batches of 2: 5 updates x 4 epochs
 
     subprocess.run(base + ["--run_name", "killed", "--resume", "auto"], check=True, env=env, capture_output=True)

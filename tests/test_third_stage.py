@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import cephalo.engine.loop as loop
-from cephalo.engine.checkpoint import StageSpec, load_checkpoint
+from cephalo.artifact.checkpoint import StageSpec, load_checkpoint
 from cephalo.engine.data import EpochSampler
 from cephalo.engine.setup import build_parts, place_model, runtime
 from cephalo.engine.stage import TrainingStage

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cephalo.engine.config import TrainConfig, parse_args
-from cephalo.engine.precision import resolve_precision
+from cephalo.precision import resolve_precision
 
 USER_COMMAND = (
     "--dataset_path Aariz --model hrnet --image_size 1024 1024 --batch_size 1 --gradient_accumulation_steps 8 "
@@ -84,8 +84,8 @@ def test_train_script_at_the_repository_root():
 
 
 def test_cephalo_train_end_to_end(tmp_path, capsys):
+    from cephalo.artifact.checkpoint import load_checkpoint
     from cephalo.cli.main import main
-    from cephalo.engine.checkpoint import load_checkpoint
     from tests.helpers import write_csv_dataset
 
     csv_path, _ = write_csv_dataset(tmp_path / "data", n=6, size=(80, 64))

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cephalo.engine.checkpoint import StageSpec
+from cephalo.artifact.checkpoint import StageSpec
 from cephalo.inference.predictor import Predictor
 from cephalo.inference.tta import TestTimeAugmentation, View
 from cephalo.preprocessing.letterbox import Letterbox

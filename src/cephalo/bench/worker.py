@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
+from cephalo.artifact.checkpoint import save_checkpoint
 from cephalo.device import synchronize
-from cephalo.engine.checkpoint import save_checkpoint
 from cephalo.engine.compile import CompileFallback
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.global_stage import GlobalStage

@@ -24,8 +24,8 @@ from cephalo.device import resolve_device
 from cephalo.doctor.report import FAIL, INFO, PASS, Check, shown
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.gpu_memory import MARGIN, apply_vram_budget, cuda_step_peak, state_bytes_after_step
-from cephalo.engine.precision import resolve_precision
 from cephalo.models import create_model
+from cephalo.precision import resolve_precision
 
 SECTION = "memory"
 MICRO_BATCHES = (1, 2, 4)

@@ -8,18 +8,17 @@ and letterboxed into the cache (rank 0 first) -> the model -> placed -> ``--auto
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from cephalo.artifact.checkpoint import GLOBAL, Checkpoint, StageSpec
 from cephalo.checks import format_duration
 from cephalo.codec import HeatmapCodec
 from cephalo.console import progress_bar
 from cephalo.engine.augment import AugmentConfig
 from cephalo.engine.augment import augment as random_augment
-from cephalo.engine.checkpoint import GLOBAL, StageSpec
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.data import EpochSampler, build_datasets, build_loader, micro_batch_weights
 from cephalo.engine.gpu_memory import auto_micro_batch
@@ -106,8 +105,8 @@ class GlobalStage(TrainingStage):
         return StageSpec(model_name=c.model, landmark_names=self.train_set.landmark_names, image_size=c.image_size,
                          stride=self.codec.stride, sigma=self.codec.sigma)
 
-    def check_resume(self, state: dict, path: Path | str) -> None:
-        check_landmarks(state, path, self.train_set.landmark_names)
+    def check_resume(self, checkpoint: Checkpoint) -> None:
+        check_landmarks(checkpoint, self.train_set.landmark_names)
 
     def fixed_group(self) -> Group:
         """The first ``batch_size x accumulation`` training images (in dataset order, not augmented) on the

@@ -11,7 +11,7 @@ from torch import nn
 
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.distributed import Dist, all_gather
-from cephalo.engine.precision import Precision
+from cephalo.precision import Precision
 
 MARGIN = 0.15  # of the budget, for what the probe does not see: fragmentation, the loader's pinned batches, targets
 

@@ -1,8 +1,6 @@
-"""The local (refinement) stage's maths: patches of the original around jittered landmark positions, one forward
-pass for all ``B * K`` patches of a batch, each patch supervised on its own landmark's heatmap only.
-
-:func:`refine_landmarks` is the stage at work (validation here, prediction in :mod:`cephalo.inference`): patches
-cut at rough positions, the local model's own heatmaps decoded, the positions corrected.
+"""The local (refinement) stage's training maths: patches of the original around jittered landmark positions, one
+forward pass for all ``B * K`` patches of a batch, each patch supervised on its own landmark's heatmap only (the
+stage at work, in validation and prediction, is :mod:`cephalo.artifact.refine`).
 
 The jitter is what the global stage really gets wrong: error vectors ``(N, K, 2)`` in mm measured on images the
 global model did not train on (its validation images), drawn per landmark; errors on its own training images are
@@ -11,9 +9,6 @@ too small to teach a correction.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import nullcontext
-
 import torch
 from torch import Tensor, nn
 
@@ -21,7 +16,7 @@ from cephalo.codec import HeatmapCodec
 from cephalo.codec.patches import PatchGeometry, own_heatmaps
 from cephalo.engine.augment import AugmentConfig, augment
 from cephalo.engine.loss import heatmap_loss
-from cephalo.engine.precision import Precision
+from cephalo.precision import Precision
 from cephalo.preprocessing.normalize import to_model_input
 
 
@@ -73,31 +68,3 @@ def local_loss(model: nn.Module, codec: HeatmapCodec, precision: Precision, x: T
         heatmaps = model(x)  # (B * K, K, h, w)
     own = own_heatmaps(heatmaps, num_landmarks)
     return heatmap_loss(own, target, codec.inside(points).reshape(-1, num_landmarks))
-
-
-@torch.no_grad()
-def refine_with(local_heatmaps: Callable[[Tensor], Tensor], codec: HeatmapCodec, geometry: PatchGeometry,
-                images: Tensor, spacing_mm: Tensor, rough: Tensor) -> tuple[Tensor, Tensor]:
-    """Refinement by any local model: ``local_heatmaps`` maps patches ``(B * K, C, P, P)`` of grey values 0-255
-    to heatmaps ``(B * K, K, h, w)`` (a PyTorch model, an ONNX session). ``images (B, 1, H, W)`` at about the
-    patch scale, ``spacing_mm (B,)``, ``rough (B, K, 2)`` in their pixels -> refined landmarks ``(B, K, 2)`` in
-    the same pixels and each own heatmap's peak ``(B, K)``, on ``images``' device."""
-    device, k = images.device, rough.shape[1]
-    rough, spacing_mm = rough.to(device, torch.float32), spacing_mm.to(device, torch.float32)
-    patches = geometry.cut(images.float(), rough, spacing_mm).flatten(0, 1)  # (B * K, C, P, P)
-    found, confidence = codec.decode(own_heatmaps(local_heatmaps(patches).float(), k))  # (B, K, 2) patch pixels
-    return geometry.to_image(found, rough, spacing_mm), confidence
-
-
-@torch.no_grad()
-def refine_landmarks(model: nn.Module, codec: HeatmapCodec, geometry: PatchGeometry, images: Tensor,
-                     spacing_mm: Tensor, rough: Tensor, autocast=nullcontext, channels_last: bool = False
-                     ) -> tuple[Tensor, Tensor]:
-    """:func:`refine_with` a PyTorch local model, on its device (normalised as in training)."""
-    device = next(model.parameters()).device
-
-    def heatmaps(patches: Tensor) -> Tensor:
-        with autocast():
-            return model(to_model_input(patches, device, channels_last))
-
-    return refine_with(heatmaps, codec, geometry, images.to(device), spacing_mm, rough)

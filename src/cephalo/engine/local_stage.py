@@ -25,16 +25,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from cephalo.artifact.checkpoint import GLOBAL, LOCAL, Checkpoint, StageSpec, TrainedStage, read_checkpoint
+from cephalo.artifact.refine import refine_with
 from cephalo.checks import format_duration
 from cephalo.codec import HeatmapCodec
 from cephalo.codec.patches import PatchGeometry
 from cephalo.engine.augment import AugmentConfig
-from cephalo.engine.checkpoint import GLOBAL, LOCAL, Stage, StageSpec, load_checkpoint, read_stage, save_checkpoint
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.data import EpochSampler, build_datasets, build_loader
 from cephalo.engine.local_data import PatchSamples, collate_patch_samples
-from cephalo.engine.local_patches import local_inputs, local_loss, refine_with
-from cephalo.engine.precision import Precision
+from cephalo.engine.local_patches import local_inputs, local_loss
 from cephalo.engine.progress import Progress, Tracker
 from cephalo.engine.resume import check_landmarks
 from cephalo.engine.setup import build_parts, place_model, runtime
@@ -42,6 +42,7 @@ from cephalo.engine.stage import Batch, Group, TrainingStage
 from cephalo.engine.validate import error_metrics, forward_in_parts, gather_shares
 from cephalo.metrics import radial_errors_mm
 from cephalo.models import create_model
+from cephalo.precision import Precision
 from cephalo.preprocessing.cache import PatchScaleCache
 from cephalo.preprocessing.cached_dataset import CachedLandmarkDataset
 from cephalo.preprocessing.normalize import to_model_input
@@ -67,7 +68,7 @@ def local_view(config: TrainConfig, time_budget: float | None) -> TrainConfig:
 
 
 @torch.no_grad()
-def global_predictions(stage: Stage, val_set: CachedLandmarkDataset, device: torch.device, precision: Precision,
+def global_predictions(stage: TrainedStage, val_set: CachedLandmarkDataset, device: torch.device, precision: Precision,
                        batch: int = 8) -> np.ndarray:
     """The global model's landmarks ``(N, K, 2)`` for the validation images, in original pixels."""
     spec = stage.spec
@@ -103,8 +104,8 @@ class LocalStage(TrainingStage):
         self.run_config, self.source_path = run_config, Path(source)
         self.config = c = local_view(run_config, time_budget)
         rt = runtime(c, notes)
-        self.source = load_checkpoint(source)
-        global_stage = read_stage(self.source, source, GLOBAL)
+        self.source = read_checkpoint(source)
+        global_stage = self.source.stage(GLOBAL)
         names = global_stage.spec.landmark_names
         at_global_size = dataclasses.replace(run_config, image_size=global_stage.spec.image_size)
         train_set, val_set, self.data_note = rt.main_first(lambda: build_datasets(at_global_size))
@@ -175,8 +176,8 @@ class LocalStage(TrainingStage):
     def spec(self, metrics: dict) -> StageSpec:
         return dataclasses.replace(self.local_spec, refined_landmarks=metrics.get("refined_landmarks"))
 
-    def check_resume(self, state: dict, path: Path | str) -> None:
-        check_landmarks(state, path, self.local_spec.landmark_names)
+    def check_resume(self, checkpoint: Checkpoint) -> None:
+        check_landmarks(checkpoint, self.local_spec.landmark_names)
 
     def new_tracker(self) -> Tracker:
         """Improvements count from the global model's MRE: best.pt takes the two stages once they beat it."""
@@ -224,7 +225,7 @@ class LocalStage(TrainingStage):
             return (f"best refined MRE {tracker.best:.4g} mm (global alone {self.global_mre:.4g}) at local epoch "
                     f"{tracker.best_epoch}: {best} (global and local stages)")
         if not best.is_file() and self.parts.dist.is_main:  # --refine_from into a new folder: the global model
-            save_checkpoint(best, self.source)
+            self.source.save(best)
         return (f"warning: the local stage never beat the global model alone ({self.global_mre:.3f} mm on the "
                 f"validation images): {best} holds the global model only; local_last.pt has the local stage as "
                 "trained")

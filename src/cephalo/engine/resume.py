@@ -7,14 +7,13 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from cephalo.engine.checkpoint import (
-    GLOBAL,
+from cephalo.artifact.checkpoint import (
     LOCAL,
     STAGE_ORDER,
+    Checkpoint,
+    TrainingState,
     build_state,
-    can_resume,
-    load_checkpoint,
-    read_stage,
+    read_checkpoint,
     set_rng_state,
 )
 from cephalo.engine.config import TrainConfig
@@ -47,12 +46,23 @@ def resumable_files(run_dir: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class Resumed:
-    """What ``--resume`` found: the checkpoint, its path, the stage it was training and notes for the user."""
+    """What ``--resume`` found: the checkpoint (its training state checked), and notes for the user."""
 
-    state: dict
-    path: Path
-    stage: str
+    checkpoint: Checkpoint
     notes: tuple[str, ...] = ()
+
+    @property
+    def path(self) -> Path:
+        return self.checkpoint.path
+
+    @property
+    def stage(self) -> str:
+        """The stage the checkpoint was training: the run goes on in it."""
+        return self.checkpoint.training_stage
+
+    @property
+    def training(self) -> TrainingState:
+        return self.checkpoint.training()
 
 
 def resume_rules(stage: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -64,7 +74,7 @@ def resume_rules(stage: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def checkpoint_state(stage: TrainingStage, progress: Progress, tracker: Tracker, metrics: dict) -> dict:
-    """The checkpoint of ``stage`` now (:func:`cephalo.engine.checkpoint.build_state`)."""
+    """The checkpoint of ``stage`` now (:func:`cephalo.artifact.checkpoint.build_state`)."""
     parts = stage.parts
     return build_state(stage=stage.spec(metrics), model=parts.raw_model.state_dict(),
                        ema=parts.ema.state_dict() if parts.ema is not None else None,
@@ -74,50 +84,50 @@ def checkpoint_state(stage: TrainingStage, progress: Progress, tracker: Tracker,
                        config=stage.run_config.to_dict(), training_stage=stage.name, frozen=stage.frozen)
 
 
-def restore(stage: TrainingStage, state: dict, path: Path | str) -> tuple[Progress, Tracker]:
-    """Put the training state of ``state`` into ``stage``; a checkpoint of another landmark set or model is an
-    error naming it."""
-    stage.check_resume(state, path)
-    parts = stage.parts
+def restore(stage: TrainingStage, resumed: Resumed) -> tuple[Progress, Tracker]:
+    """Put the training state ``resumed`` found into ``stage``; a checkpoint of another landmark set or model is
+    an error naming it."""
+    state, path, parts = resumed.training, resumed.path, stage.parts
+    stage.check_resume(resumed.checkpoint)
     try:
-        parts.raw_model.load_state_dict(state["model"])
+        parts.raw_model.load_state_dict(state.model)
     except RuntimeError as e:
         raise ValueError(f"{path}: its weights do not fit the model ({str(e).splitlines()[0]})") from None
-    if parts.ema is not None and state.get("ema") is not None:
-        parts.ema.load_state_dict(state["ema"])
-    parts.optimizer.load_state_dict(state["optimizer"])
-    parts.scheduler.load_state_dict(state["scheduler"])
-    parts.scaler.load_state_dict(state["scaler"])
-    set_rng_state(state["rng"])
-    return Progress.from_state_dict(state["progress"], parts.device), Tracker.from_state_dict(state["tracker"])
+    if parts.ema is not None and state.ema is not None:
+        parts.ema.load_state_dict(state.ema)
+    parts.optimizer.load_state_dict(state.optimizer)
+    parts.scheduler.load_state_dict(state.scheduler)
+    parts.scaler.load_state_dict(state.scaler)
+    set_rng_state(state.rng)
+    return Progress.from_state_dict(state.progress, parts.device), Tracker.from_state_dict(state.tracker)
 
 
-def check_landmarks(state: dict, path: Path | str, names: tuple[str, ...]) -> None:
-    """``ValueError`` naming both sets when the run of ``state`` was trained on other landmarks than ``names``."""
-    trained = read_stage(state, path).spec.landmark_names
+def check_landmarks(checkpoint: Checkpoint, names: tuple[str, ...]) -> None:
+    """``ValueError`` naming both sets when the run of ``checkpoint`` was trained on other landmarks than
+    ``names``."""
+    trained = checkpoint.stage().spec.landmark_names
     if tuple(trained) != tuple(names):
-        raise ValueError(f"{path}: the run was trained on the landmarks {', '.join(trained)}, the dataset has "
-                         f"{', '.join(names)}; resume on the run's dataset, or start a new run")
+        raise ValueError(f"{checkpoint.path}: the run was trained on the landmarks {', '.join(trained)}, the dataset "
+                         f"has {', '.join(names)}; resume on the run's dataset, or start a new run")
 
 
-def newest_checkpoint(run_dir: Path, order: tuple[str, ...] = STAGE_ORDER) -> tuple[Path, dict]:
+def newest_checkpoint(run_dir: Path, order: tuple[str, ...] = STAGE_ORDER) -> Checkpoint:
     """The resumable checkpoint of ``run_dir`` that got furthest (a later stage of ``order``, then more updates);
     damaged ones are skipped with a warning."""
     found = []
     for path in resumable_files(run_dir):
         try:
-            state = load_checkpoint(path)
-            progress, stage = state["progress"], state.get("training_stage", GLOBAL)
+            checkpoint = read_checkpoint(path)
+            progress, stage = checkpoint.training().progress, checkpoint.training_stage
             rank = order.index(stage) if stage in order else -1
             found.append(((rank, progress["updates"], progress.get("batch", 0), path.name.endswith("recovery.pt")),
-                          path, state))
+                          checkpoint))
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             warnings.warn(f"skipping {path}: {e}")
     if not found:
         raise FileNotFoundError(f"{run_dir}: no valid checkpoint to resume from (looked for "
                                 f"{', '.join(f'*{n}' for n in RESUMABLE)})")
-    _, path, state = max(found, key=lambda item: item[0])
-    return path, state
+    return max(found, key=lambda item: item[0])[1]
 
 
 def resume_source(config: TrainConfig) -> Path:
@@ -148,19 +158,18 @@ def resolve_resume(config: TrainConfig, given: set[str] | None = None, order: tu
         return config, None
     source = Path(config.resume)
     if config.resume != "auto" and source.is_file():
-        path, state = source, load_checkpoint(source)
+        checkpoint = read_checkpoint(source)
     elif config.resume == "auto":
         try:
-            path, state = newest_checkpoint(resume_source(config), order)
+            checkpoint = newest_checkpoint(resume_source(config), order)
         except FileNotFoundError as e:  # a first start of a job script that always says --resume auto
             print(f"--resume auto: {e}; starting a new run")
             return dataclasses.replace(config, resume=None), None
     else:
-        path, state = newest_checkpoint(resume_source(config), order)
-    can_resume(state, path)
-    stage = state.get("training_stage", GLOBAL)
-    overridable, must_match = resume_rules(stage)
-    values = dict(state["config"])
+        checkpoint = newest_checkpoint(resume_source(config), order)
+    path, training = checkpoint.path, checkpoint.training()  # ValueError unless it can be resumed
+    overridable, must_match = resume_rules(training.stage)
+    values = dict(training.config)
     notes, errors = [], []
     for key in sorted((set(overridable) if given is None else set(given)) - NOT_COMPARED):
         new, old = getattr(config, key), values.get(key)
@@ -181,7 +190,7 @@ def resolve_resume(config: TrainConfig, given: set[str] | None = None, order: tu
         raise ValueError(f"cannot resume with {'; '.join(errors)}: these define the run. Start a new run (another "
                          "--run_name) to change them, or resume without them")
     values["resume"] = str(path)
-    return TrainConfig.from_dict(values), Resumed(state, path, stage, tuple(notes))
+    return TrainConfig.from_dict(values), Resumed(checkpoint, tuple(notes))
 
 
 def _same(key: str, new, old) -> bool:

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from cephalo.engine.checkpoint import save_checkpoint
+from cephalo.artifact.checkpoint import save_checkpoint
 from cephalo.engine.finite import NonFiniteError, all_finite
 from cephalo.engine.progress import Progress, Tracker
 from cephalo.engine.resume import checkpoint_state

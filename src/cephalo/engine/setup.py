@@ -24,8 +24,8 @@ from cephalo.engine.config import TrainConfig
 from cephalo.engine.distributed import Dist, init_distributed
 from cephalo.engine.ema import ModelEma
 from cephalo.engine.gpu_memory import apply_vram_budget
-from cephalo.engine.precision import Precision, resolve_precision
 from cephalo.engine.schedule import build_scheduler
+from cephalo.precision import Precision, resolve_precision
 
 
 @dataclass(frozen=True)

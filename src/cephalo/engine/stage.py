@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from cephalo.engine.checkpoint import StageSpec
+from cephalo.artifact.checkpoint import Checkpoint, StageSpec
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.data import EpochSampler
 from cephalo.engine.progress import Progress, Tracker
@@ -77,8 +77,9 @@ class TrainingStage(ABC):
     def describe(self) -> list[str]:
         """Lines for the start of the stage: its data, model and settings."""
 
-    def check_resume(self, state: dict, path: Path | str) -> None:
-        """Raise ``ValueError`` naming ``path`` if ``state`` cannot continue in this stage (another landmark set)."""
+    def check_resume(self, checkpoint: Checkpoint) -> None:
+        """Raise ``ValueError`` naming the file if ``checkpoint`` cannot continue in this stage (another landmark
+        set)."""
 
     def new_tracker(self) -> Tracker:
         """The best-model tracker of a stage that starts."""

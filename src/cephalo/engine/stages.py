@@ -16,9 +16,9 @@ from pathlib import Path
 
 from torch import nn
 
+from cephalo.artifact.checkpoint import GLOBAL, LOCAL, STAGE_ORDER
 from cephalo.checks import format_duration
 from cephalo.engine.budget import image_size_for
-from cephalo.engine.checkpoint import GLOBAL, LOCAL, STAGE_ORDER
 from cephalo.engine.config import TrainConfig
 from cephalo.engine.distributed import cleanup, init_distributed
 from cephalo.engine.global_stage import GlobalStage

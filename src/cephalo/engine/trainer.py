@@ -78,7 +78,7 @@ def fit_stage(stage: TrainingStage, run_dir: Path, resumed: Resumed | None = Non
     writer = CheckpointWriter(run_dir, stage)
     progress, tracker = stage.new_progress(), stage.new_tracker()
     if resumed is not None:
-        progress, tracker = restore(stage, resumed.state, resumed.path)
+        progress, tracker = restore(stage, resumed)
         say(f"resumed from {resumed.path} at {stage.label}epoch {progress.epoch + 1}, update {progress.updates}")
         for note in resumed.notes:
             say(f"note: {note}")

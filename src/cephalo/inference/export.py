@@ -32,8 +32,8 @@ import torch
 from torch import nn
 
 from cephalo import __version__
+from cephalo.artifact.checkpoint import GLOBAL, LOCAL, TrainedStage, read_checkpoint
 from cephalo.atomic import write_bytes
-from cephalo.engine.checkpoint import GLOBAL, LOCAL, Stage, load_checkpoint
 from cephalo.inference.onnx_predictor import (
     FORMAT_VERSION,
     METADATA_KEY,
@@ -81,7 +81,7 @@ class ExportReport:
     local: ExportReport | None = None  # the local stage's file, for a two-stage checkpoint
 
 
-def export_metadata(stage: Stage, epoch: int | None, checkpoint_path: Path | str) -> dict:
+def export_metadata(stage: TrainedStage, epoch: int | None, checkpoint_path: Path | str) -> dict:
     """The JSON stored under ``metadata_props['cephalo']``: the stage's description plus how to feed the graph."""
     spec = stage.spec.to_dict()
     return {
@@ -216,23 +216,24 @@ def export_checkpoint(checkpoint_path: Path | str, out_path: Path | str, opset: 
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
     require("onnx")  # a missing package is named before anything is read
-    state = load_checkpoint(checkpoint_path)
+    checkpoint = read_checkpoint(checkpoint_path)
     local = None
-    if LOCAL in (state.get("stages") or {}):
-        model, stage, epoch = load_trained_model(checkpoint_path, LOCAL, state)
-        local = _export_stage(model, stage, epoch, checkpoint_path, local_path(out_path), opset, batch_size_hint,
-                              exporter, {"stage": LOCAL, "mm_per_px": stage.spec.mm_per_px,
-                                         "default_spacing_mm": stage.spec.default_spacing_mm,
-                                         "refined_landmarks": stage.spec.to_dict()["refined_landmarks"],
-                                         "context": stage.spec.context})
-    model, stage, epoch = load_trained_model(checkpoint_path, GLOBAL, state)
-    report = _export_stage(model, stage, epoch, checkpoint_path, out_path, opset, batch_size_hint, exporter,
-                           {"local": local.path.name} if local else {})
+    if checkpoint.has(LOCAL):
+        model, stage = load_trained_model(checkpoint, LOCAL)
+        local = _export_stage(model, stage, checkpoint.epoch(LOCAL), checkpoint_path, local_path(out_path), opset,
+                              batch_size_hint, exporter,
+                              {"stage": LOCAL, "mm_per_px": stage.spec.mm_per_px,
+                               "default_spacing_mm": stage.spec.default_spacing_mm,
+                               "refined_landmarks": stage.spec.to_dict()["refined_landmarks"],
+                               "context": stage.spec.context})
+    model, stage = load_trained_model(checkpoint, GLOBAL)
+    report = _export_stage(model, stage, checkpoint.epoch(GLOBAL), checkpoint_path, out_path, opset, batch_size_hint,
+                           exporter, {"local": local.path.name} if local else {})
     report.local = local
     return report
 
 
-def _export_stage(model: nn.Module, stage: Stage, epoch: int | None, checkpoint_path: Path | str,
+def _export_stage(model: nn.Module, stage: TrainedStage, epoch: int | None, checkpoint_path: Path | str,
                   out_path: Path | str, opset: int | None, batch_size_hint: int, exporter: str,
                   extra: dict) -> ExportReport:
     """One model of a checkpoint as one ONNX file; ``extra`` joins its metadata."""

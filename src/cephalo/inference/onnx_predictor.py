@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cephalo.artifact.checkpoint import StageSpec
+from cephalo.artifact.refine import refine_with
 from cephalo.codec import HeatmapCodec
-from cephalo.engine.checkpoint import StageSpec
-from cephalo.engine.local_patches import refine_with
 from cephalo.inference.predictor import Predictor
 
 METADATA_KEY = "cephalo"

@@ -1,6 +1,6 @@
 """A trained model behind one interface: letterboxed uint8 images in, landmarks in original pixels out.
 
-:class:`Predictor` holds what every kind of model file shares (the :class:`~cephalo.engine.checkpoint.StageSpec`:
+:class:`Predictor` holds what every kind of model file shares (the :class:`~cephalo.artifact.checkpoint.StageSpec`:
 landmark names, input size, heatmap stride and sigma) and decodes heatmaps with the codec; a subclass only says how
 it computes heatmaps: :class:`~cephalo.inference.torch_predictor.TorchPredictor` for ``cephalo train``
 checkpoints, :class:`~cephalo.inference.onnx_predictor.OnnxPredictor` for ``cephalo export`` files.
@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from cephalo.artifact.checkpoint import StageSpec
 from cephalo.codec import HeatmapCodec
-from cephalo.engine.checkpoint import StageSpec
 from cephalo.inference.tta import NO_TTA, TestTimeAugmentation
 from cephalo.preprocessing.letterbox import Letterbox, to_original
 from cephalo.preprocessing.rescale import Rescale, stack_padded

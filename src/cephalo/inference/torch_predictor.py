@@ -7,40 +7,37 @@ from pathlib import Path
 
 import torch
 
+from cephalo.artifact.checkpoint import GLOBAL, LOCAL, Checkpoint, TrainedStage, read_checkpoint
+from cephalo.artifact.refine import refine_landmarks
 from cephalo.codec import HeatmapCodec
 from cephalo.device import resolve_device
-from cephalo.engine.checkpoint import GLOBAL, LOCAL, Stage, load_checkpoint, read_stage
-from cephalo.engine.local_patches import refine_landmarks
-from cephalo.engine.precision import resolve_precision
 from cephalo.inference.predictor import Predictor
 from cephalo.models import create_model
+from cephalo.precision import resolve_precision
 from cephalo.preprocessing.normalize import to_model_input
 
 
-def load_trained_model(path: Path | str, stage_name: str = GLOBAL, state: dict | None = None
-                       ) -> tuple[torch.nn.Module, Stage, int | None]:
-    """A model of the checkpoint (its global one by default) in eval mode on the CPU, its :class:`Stage` and the
-    epoch it was saved at; ``state``: the checkpoint when already loaded."""
-    state = load_checkpoint(path) if state is None else state
-    stage = read_stage(state, path, stage_name)
+def load_trained_model(checkpoint: Checkpoint, stage_name: str = GLOBAL) -> tuple[torch.nn.Module, TrainedStage]:
+    """A model of ``checkpoint`` (its global one by default) in eval mode on the CPU, and its
+    :class:`~cephalo.artifact.checkpoint.TrainedStage`."""
+    stage = checkpoint.stage(stage_name)
     spec = stage.spec
     model = create_model(spec.model_name, len(spec.landmark_names), in_chans=spec.in_chans, head_stride=spec.stride)
     try:
         model.load_state_dict(stage.weights)
     except RuntimeError as e:  # the weights of another architecture or landmark set under this model name
-        raise ValueError(f"{path}: its weights do not fit a {spec.model_name} with {len(spec.landmark_names)} "
-                         f"landmarks ({str(e).splitlines()[0]})") from None
-    epoch = None if stage.weights_kind == "frozen" else state.get("epoch")  # a frozen stage's epoch is not kept
-    return model.eval(), stage, None if epoch is None else int(epoch)
+        raise ValueError(f"{checkpoint.path}: its weights do not fit a {spec.model_name} with "
+                         f"{len(spec.landmark_names)} landmarks ({str(e).splitlines()[0]})") from None
+    return model.eval(), stage
 
 
 class TorchPredictor(Predictor):
     """A PyTorch checkpoint from ``cephalo train`` on ``device``, autocast on request."""
 
     def __init__(self, path: Path | str, device: str = "auto", mixed_precision: bool = True):
-        state = load_checkpoint(path)
-        model, stage, _ = load_trained_model(path, GLOBAL, state)
-        local = load_trained_model(path, LOCAL, state) if LOCAL in (state.get("stages") or {}) else None
+        checkpoint = read_checkpoint(path)
+        model, stage = load_trained_model(checkpoint, GLOBAL)
+        local = load_trained_model(checkpoint, LOCAL) if checkpoint.has(LOCAL) else None
         super().__init__(stage.spec, local[1].spec if local else None)
         self.device = resolve_device(device)
         self.model = model.to(self.device)

@@ -1,4 +1,6 @@
-"""The checkpoint file, the one owner of its schema: training writes it, resume, predict and export read it here.
+"""The checkpoint file, the one owner of its schema: training writes it (:func:`build_state`), and every reader --
+resume, predict, export, a local stage reading its global model -- reads it through :func:`read_checkpoint`, a
+typed :class:`Checkpoint`; no other module knows its keys.
 
 Format version 2 (written since 2026-12-01)::
 
@@ -17,7 +19,9 @@ Format version 3 (a run with a local refinement stage, ``cephalo train --refine`
 ``"local"`` (its :class:`StageSpec` with the patch scale ``mm_per_px``), ``training_stage`` names the stage whose
 training state ``model`` / ``ema`` / ``optimizer`` / ... hold (the local one), and ``frozen`` holds the weights of
 the stages trained before it: ``{"global": state_dict}``. One-stage checkpoints stay version 2, which older
-cephalo versions read. :class:`Stage` is where inference finds each model.
+cephalo versions read. :class:`TrainedStage` is where inference finds each model. Since 2026-12-05 every stage
+trains through one loop: a local stage's ``progress`` has the global stage's counters (a resumed stage goes on at
+the micro-batch it stopped at) and its ``config`` the ``--local_*`` options; files of both kinds read alike.
 """
 
 from __future__ import annotations
@@ -105,7 +109,7 @@ class StageSpec:
 
 
 @dataclass(frozen=True)
-class Stage:
+class TrainedStage:
     """One model as inference loads it: its :class:`StageSpec` and the weights it predicts with."""
 
     spec: StageSpec
@@ -229,7 +233,7 @@ def can_resume(state: dict, path: Path | str) -> None:
         raise ValueError(f"{path}: this checkpoint cannot be resumed (it has no {', '.join(missing)})")
 
 
-def read_stage(state: dict, path: Path | str, name: str = GLOBAL) -> Stage:
+def read_stage(state: dict, path: Path | str, name: str = GLOBAL) -> TrainedStage:
     """Stage ``name`` of a loaded checkpoint: its description and the weights it predicts with (the EMA's when the
     run kept one)."""
     stages = state.get("stages") or {}
@@ -237,6 +241,74 @@ def read_stage(state: dict, path: Path | str, name: str = GLOBAL) -> Stage:
         raise ValueError(f"{path}: the checkpoint has no {name} model (stages: {', '.join(stages) or 'none'})")
     spec = StageSpec.from_dict(stages[name], path)
     if name in (state.get("frozen") or {}):  # trained before the stage this checkpoint trains
-        return Stage(spec, state["frozen"][name], "frozen")
+        return TrainedStage(spec, state["frozen"][name], "frozen")
     use_ema = state.get("predict_with") == "ema" and bool(state.get("ema"))
-    return Stage(spec, state["ema"]["module"] if use_ema else state["model"], "ema" if use_ema else "model")
+    return TrainedStage(spec, state["ema"]["module"] if use_ema else state["model"], "ema" if use_ema else "model")
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """What a checkpoint holds to resume its training stage: the weights and EMA, the optimizer, schedule and
+    loss-scaler states, the counters (``progress``), the best-model tracker, every generator's state, the run's
+    options (``config``) and the last metrics."""
+
+    stage: str
+    model: dict
+    ema: dict | None
+    optimizer: dict
+    scheduler: dict
+    scaler: dict
+    progress: dict
+    tracker: dict
+    rng: dict
+    config: dict
+    metrics: dict
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint as its readers see it; made by :func:`read_checkpoint`. ``state`` is the file's content (in
+    the current layout), which only this module indexes."""
+
+    path: Path
+    state: dict
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        return tuple(self.state.get("stages") or {})
+
+    @property
+    def training_stage(self) -> str:
+        """The stage whose training state the checkpoint holds."""
+        return self.state.get("training_stage", GLOBAL)
+
+    def has(self, name: str) -> bool:
+        return name in self.stage_names
+
+    def stage(self, name: str = GLOBAL) -> TrainedStage:
+        """Stage ``name``: its description and the weights it predicts with; ``ValueError`` naming the file when
+        there is no such stage or its description is damaged."""
+        return read_stage(self.state, self.path, name)
+
+    def epoch(self, name: str = GLOBAL) -> int | None:
+        """The epochs stage ``name`` had trained when this was written (None: a stage trained before this
+        checkpoint's, whose epoch is not kept)."""
+        epoch = self.state.get("epoch") if self.training_stage == name else None
+        return None if epoch is None else int(epoch)
+
+    def training(self) -> TrainingState:
+        """The state to resume from; ``ValueError`` naming the file when it has none (a checkpoint cut down for
+        inference)."""
+        can_resume(self.state, self.path)
+        s = self.state
+        return TrainingState(self.training_stage, s["model"], s.get("ema"), s["optimizer"], s["scheduler"],
+                             s["scaler"], s["progress"], s["tracker"], s["rng"], s["config"], s.get("metrics", {}))
+
+    def save(self, path: Path) -> None:
+        """This checkpoint, as it is, written atomically to ``path``."""
+        save_checkpoint(path, self.state)
+
+
+def read_checkpoint(path: Path | str) -> Checkpoint:
+    """The checkpoint at ``path`` (:func:`load_checkpoint`'s errors)."""
+    return Checkpoint(Path(path), load_checkpoint(path))
