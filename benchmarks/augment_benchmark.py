@@ -1,4 +1,4 @@
-"""Milliseconds per batch of the on-device augmentation (``cephalo.engine.augment.augment``), per level.
+"""Milliseconds per batch of the on-device augmentation (``cephalo.engine.step.augment.augment``), per level.
 
 Runs the training step's augmentation alone on random normalised images and landmarks, after one warm-up call, and
 prints the best and median of ``--repeats`` calls (a shared machine: the best is the figure to compare).
@@ -16,7 +16,7 @@ import time
 import torch
 
 from cephalo.device import resolve_device, synchronize
-from cephalo.engine.augment import AugmentConfig, augment
+from cephalo.engine.step.augment import AugmentConfig, augment
 from cephalo.preprocessing.normalize import GREY_MEAN, GREY_STD
 
 

@@ -51,8 +51,8 @@ def digest(state: dict) -> str:
 # random stream (the samples' own jitter is left unused)
 OLD_JITTER = """
 import sys
-import cephalo.engine.local_stage as local_stage
-from cephalo.engine.local_patches import draw_jitter, local_inputs, local_loss
+import cephalo.engine.stages.local_stage as local_stage
+from cephalo.engine.step.local_patches import draw_jitter, local_inputs, local_loss
 def loss(self, model, batch, augment=True):
     images, landmarks, spacing_mm, _ = batch
     jitter = draw_jitter(self.samples.jitter_pool_mm, len(images), None, local_stage.EXTRA_JITTER_MM)

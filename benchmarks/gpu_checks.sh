@@ -52,7 +52,7 @@ doctor() {  # the doctor's table for the user's model under the budget: doctor.m
 }
 
 prefetch_test() {  # the prefetcher check passes, and fails with the stream wait removed (CUDA only)
-  "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_doctor.py -k prefetcher 2>&1 || echo "prefetcher test FAILED"
+  "$PYTHON" -m pytest -q -p no:cacheprovider tests/doctor/test_doctor.py -k prefetcher 2>&1 || echo "prefetcher test FAILED"
 }
 
 presets() {  # safe, aggressive and auto presets with the user's model: peak memory is in each epoch line

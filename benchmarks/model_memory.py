@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from cephalo.engine.monitor import saved_activation_bytes
+from cephalo.engine.runtime.monitor import saved_activation_bytes
 from cephalo.models import create_model
 
 

@@ -18,8 +18,8 @@ import torch
 from cephalo.codec import HeatmapCodec
 from cephalo.codec.patches import PatchGeometry
 from cephalo.datasets.sources import DatasetSpec, load_records
-from cephalo.engine.augment import AugmentConfig
-from cephalo.engine.local_patches import draw_jitter, local_inputs, local_loss
+from cephalo.engine.step.augment import AugmentConfig
+from cephalo.engine.step.local_patches import draw_jitter, local_inputs, local_loss
 from cephalo.models import create_model
 from cephalo.precision import resolve_precision
 from cephalo.preprocessing.cache import PatchScaleCache

@@ -1,6 +1,6 @@
 """How far correct training paths and simulated bugs are from the eager fp32 reference, in units of the rounding
 floor (the reference's distance from itself with rounding-sized noise in its weights): the data behind the
-doctor's tolerances (``cephalo.engine.agreement``).
+doctor's tolerances (``cephalo.engine.checks.agreement``).
 
     PYTHONPATH=src python benchmarks/rounding_floor.py --model hrnet_w18_small --image_size 128 --accumulation 8
 
@@ -17,12 +17,12 @@ import time
 
 import torch
 
-import cephalo.engine.loop as loop
+import cephalo.engine.step.loop as loop
 from cephalo.device import exact_fp32
 from cephalo.doctor.paths import run_path
-from cephalo.engine.agreement import EPS, FLOORS, agreement, perturbed
+from cephalo.engine.checks.agreement import EPS, FLOORS, agreement, perturbed
 from cephalo.engine.config import TrainConfig
-from cephalo.engine.global_stage import GlobalStage
+from cephalo.engine.stages.global_stage import GlobalStage
 
 
 def lost_earlier_micro_batches(stage, model, batch, weight, sync, augment=True):

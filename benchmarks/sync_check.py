@@ -1,6 +1,6 @@
 """Host syncs of the training step on a real device, for each stage: a few eager updates with every option of the
 step on (augmentation, mixed precision, channels_last, accumulation, EMA, side-stream prefetch) and only the
-intended syncs allowed (``cephalo.engine.host_sync``). ``--stage local``: the local stage's step, on a global model
+intended syncs allowed (``cephalo.engine.runtime.host_sync``). ``--stage local``: the local stage's step, on a global model
 trained for one update first.
 
 On CUDA the updates run under ``torch.cuda.set_sync_debug_mode("error")``, so the first unmarked sync raises where
@@ -23,11 +23,11 @@ import torch
 
 from cephalo.artifact.checkpoint import GLOBAL, LOCAL
 from cephalo.engine.config import TrainConfig
-from cephalo.engine.global_stage import GlobalStage
-from cephalo.engine.host_sync import HostReads, cuda_sync_errors
-from cephalo.engine.local_stage import LocalStage
-from cephalo.engine.loop import train_one_epoch
-from cephalo.engine.stages import train
+from cephalo.engine.run.pipeline import train
+from cephalo.engine.runtime.host_sync import HostReads, cuda_sync_errors
+from cephalo.engine.stages.global_stage import GlobalStage
+from cephalo.engine.stages.local_stage import LocalStage
+from cephalo.engine.step.loop import train_one_epoch
 
 
 def main() -> int:

@@ -41,7 +41,7 @@ def two_stage_config(tmp_path, monkeypatch):
     """A tiny ``--refine`` run: ``tiny_global`` at 32x32 (stride 4), then ``tiny_local`` on 32 px patches of 0.2 mm
     from a 10-image CSV dataset of 0.1 mm pixels (8 training images: 4 updates of 2 per epoch in either stage),
     nothing random but the seed (no augmentation). The local stage's tiny model need not beat the global one."""
-    import cephalo.engine.local_stage as local_stage
+    import cephalo.engine.stages.local_stage as local_stage
 
     monkeypatch.setattr(TrainConfig, "check", lambda self: None)  # --model's choices were fixed at import
     monkeypatch.setattr(local_stage, "ONLY_IF_BETTER", False)

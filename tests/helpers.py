@@ -171,8 +171,8 @@ def raise_on_call(fn, n: int):
 
 
 def interrupted_at_epoch(epoch: int):
-    """A stand-in for ``cephalo.engine.trainer.train_one_epoch`` that stops like Ctrl+C when this process starts
+    """A stand-in for ``cephalo.engine.run.fit.train_one_epoch`` that stops like Ctrl+C when this process starts
     its ``epoch``-th epoch (patch it in with monkeypatch; the real one runs the others)."""
-    from cephalo.engine.loop import train_one_epoch
+    from cephalo.engine.step.loop import train_one_epoch
 
     return raise_on_call(train_one_epoch, epoch)

@@ -8,7 +8,7 @@ from tqdm.auto import tqdm
 
 import cephalo.console as console
 from cephalo.console import LineProgress, progress_bar
-from cephalo.engine.stages import train
+from cephalo.engine.run.pipeline import train
 from tests.helpers import TinyHeatmapNet
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cephalo.device import resolve_device
-from cephalo.engine.gpu_memory import apply_vram_budget
+from cephalo.engine.runtime.gpu_memory import apply_vram_budget
 
 
 @pytest.fixture

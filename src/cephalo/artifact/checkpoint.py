@@ -290,6 +290,14 @@ class Checkpoint:
         there is no such stage or its description is damaged."""
         return read_stage(self.state, self.path, name)
 
+    def require_landmarks(self, names: tuple[str, ...]) -> None:
+        """``ValueError`` naming both sets when this checkpoint's models predict other landmarks than ``names``
+        (a run resumed on another dataset)."""
+        trained = self.stage().spec.landmark_names
+        if tuple(trained) != tuple(names):
+            raise ValueError(f"{self.path}: the run was trained on the landmarks {', '.join(trained)}, the dataset "
+                             f"has {', '.join(names)}; resume on the run's dataset, or start a new run")
+
     def epoch(self, name: str = GLOBAL) -> int | None:
         """The epochs stage ``name`` had trained when this was written (None: a stage trained before this
         checkpoint's, whose epoch is not kept)."""

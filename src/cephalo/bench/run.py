@@ -60,7 +60,7 @@ class BenchOptions:
 
 def prepare_data(options: BenchOptions) -> str:
     """Generate and cache the synthetic dataset at this size once, so the row processes do not race to create it."""
-    from cephalo.engine.data import build_datasets
+    from cephalo.engine.step.data import build_datasets
 
     common = options.common_overrides()
     config = TrainConfig(**{**common, "image_size": tuple(common["image_size"])})

@@ -23,16 +23,16 @@ import torch
 
 from cephalo.artifact.checkpoint import save_checkpoint
 from cephalo.device import synchronize
-from cephalo.engine.compile import CompileFallback
 from cephalo.engine.config import TrainConfig
-from cephalo.engine.global_stage import GlobalStage
-from cephalo.engine.local_stage import LocalStage
-from cephalo.engine.loop import train_one_epoch
-from cephalo.engine.monitor import peak_rss_bytes
-from cephalo.engine.progress import Progress, Tracker
-from cephalo.engine.resume import checkpoint_state
-from cephalo.engine.saver import CheckpointWriter
-from cephalo.engine.stage import TrainingStage
+from cephalo.engine.run.resume import checkpoint_state
+from cephalo.engine.run.saver import CheckpointWriter
+from cephalo.engine.runtime.compile import CompileFallback
+from cephalo.engine.runtime.monitor import peak_rss_bytes
+from cephalo.engine.stages.global_stage import GlobalStage
+from cephalo.engine.stages.local_stage import LocalStage
+from cephalo.engine.step.loop import train_one_epoch
+from cephalo.engine.step.progress import Progress, Tracker
+from cephalo.engine.step.stage import TrainingStage
 
 FAIL_ENV = "CEPHALO_BENCH_FAIL"
 

@@ -42,8 +42,8 @@ def strip_debug(argv: list[str]) -> tuple[list[str], bool]:
 
 def report_errors(action: Callable[[], int], on_interrupt: str, debug: bool = False) -> int:
     """Run a command and map each family of errors to one ``error:`` line and its exit code."""
-    from cephalo.engine.finite import NonFiniteError  # the engine only once a command runs
-    from cephalo.engine.oom import OutOfMemoryStop
+    from cephalo.engine.runtime.finite import NonFiniteError  # the engine only once a command runs
+    from cephalo.engine.step.oom import OutOfMemoryStop
 
     try:
         return action()

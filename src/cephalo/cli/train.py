@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None, prog: str = "cephalo train") -> int:
 
         config = parse_args(argv, Parser(prog=prog, description=__doc__ + " --debug shows the traceback behind "
                                          "an error."))
-        from cephalo.engine.stages import train as train_run  # after parsing: --help stays instant
+        from cephalo.engine.run.pipeline import train as train_run  # after parsing: --help stays instant
 
         result = train_run(config, given=given_flags(argv))
         return 0 if result.interrupted or result.best_written else PARTIAL

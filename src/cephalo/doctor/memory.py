@@ -1,6 +1,6 @@
 """GPU memory of the user's setup at micro-batch 1, 2 and 4, with and without gradient checkpointing: each
 measured in a fresh process (the caching allocator's peak only grows within one), with the step measurement of
-``--auto_micro_batch`` (:func:`cephalo.engine.gpu_memory.cuda_step_peak`: a real forward + backward, plus AdamW's
+``--auto_micro_batch`` (:func:`cephalo.engine.runtime.gpu_memory.cuda_step_peak`: a real forward + backward, plus AdamW's
 moments and the EMA copy). "Does not fit" is a result, not a failure.
 
     python -m cephalo.doctor.memory '{"overrides": {...TrainConfig...}, "landmarks": 29, "micro_batch": 2}'
@@ -23,7 +23,7 @@ from cephalo.bench.run import parse_worker_output, worker_environment
 from cephalo.device import resolve_device
 from cephalo.doctor.report import FAIL, INFO, PASS, Check, shown
 from cephalo.engine.config import TrainConfig
-from cephalo.engine.gpu_memory import MARGIN, apply_vram_budget, cuda_step_peak, state_bytes_after_step
+from cephalo.engine.runtime.gpu_memory import MARGIN, apply_vram_budget, cuda_step_peak, state_bytes_after_step
 from cephalo.models import create_model
 from cephalo.precision import resolve_precision
 

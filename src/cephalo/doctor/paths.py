@@ -1,10 +1,10 @@
 """Correctness of the fast paths: each one against the plain eager float32 path (TF32 off), on the same weights and
-the same accumulation group of micro-batches, through the training step itself (:mod:`cephalo.engine.loop`), so
+the same accumulation group of micro-batches, through the training step itself (:mod:`cephalo.engine.step.loop`), so
 that what is checked is what trains.
 
 A path passes when its forward heatmaps, its gradients and loss (summed over the whole group) and, for compiled
 paths, the weight and EMA steps of two optimizer updates agree with the reference within the path's tolerance:
-at least its fixed one, widened to a few rounding floors of its precision (:mod:`cephalo.engine.agreement`), each
+at least its fixed one, widened to a few rounding floors of its precision (:mod:`cephalo.engine.checks.agreement`), each
 floor measured here, on this model and size. Steps, not weights: two small updates leave the weights within 1e-3
 of where they started, so comparing weights would pass whatever the gradients were.
 """
@@ -20,13 +20,13 @@ import torch
 
 from cephalo.device import exact_fp32
 from cephalo.doctor.report import FAIL, PASS, SKIPPED, Check, shown
-from cephalo.engine import agreement as rounding_floor
-from cephalo.engine.agreement import REDUCED_PRECISION, SAME_MATHS, Agreement, Tolerance, agreement, perturbed
-from cephalo.engine.compile_check import group_gradients
+from cephalo.engine.checks import agreement as rounding_floor
+from cephalo.engine.checks.agreement import REDUCED_PRECISION, SAME_MATHS, Agreement, Tolerance, agreement, perturbed
+from cephalo.engine.checks.compile_check import group_gradients
 from cephalo.engine.config import TrainConfig
-from cephalo.engine.finite import all_finite
-from cephalo.engine.global_stage import GlobalStage
-from cephalo.engine.loop import accumulate, optimizer_update
+from cephalo.engine.runtime.finite import all_finite
+from cephalo.engine.stages.global_stage import GlobalStage
+from cephalo.engine.step.loop import accumulate, optimizer_update
 from cephalo.preprocessing.normalize import to_model_input
 
 SECTION = "correctness"
@@ -36,7 +36,7 @@ UPDATES = 2  # optimizer updates whose weight and EMA steps are compared (CUDA g
 @dataclass(frozen=True)
 class FastPath:
     """A way to train that must give the reference's results: ``changes`` to the reference config; ``rounding``: the
-    precision its floor is measured at (a key of :data:`~cephalo.engine.agreement.EPS`); ``exact``: run it with
+    precision its floor is measured at (a key of :data:`~cephalo.engine.checks.agreement.EPS`); ``exact``: run it with
     TF32 off too, so that only the path itself differs; ``updates``: also compare two updates' steps."""
 
     name: str

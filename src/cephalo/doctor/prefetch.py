@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from cephalo.doctor.report import FAIL, PASS, SKIPPED, Check
-from cephalo.engine.prefetch import DevicePrefetcher
+from cephalo.engine.runtime.prefetch import DevicePrefetcher
 
 SECTION = "correctness"
 NAME = "prefetcher (side-stream copies)"

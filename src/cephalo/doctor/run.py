@@ -24,8 +24,8 @@ from cephalo.doctor.recommend import Recommendation, command_text, command_words
 from cephalo.doctor.report import FAIL, INFO, PASS, SKIPPED, Check, check_line, shown
 from cephalo.doctor.speed import local_stage_check, speed_checks
 from cephalo.engine.config import COMPILE_MODES, TrainConfig, parse_args
-from cephalo.engine.data import build_datasets
-from cephalo.engine.gpu_memory import MARGIN, apply_vram_budget
+from cephalo.engine.runtime.gpu_memory import MARGIN, apply_vram_budget
+from cephalo.engine.step.data import build_datasets
 from cephalo.flags import option
 from cephalo.models import MODEL_NAMES
 

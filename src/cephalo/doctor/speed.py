@@ -13,7 +13,7 @@ from cephalo.bench.run import run_worker
 from cephalo.bench.worker import run_segment
 from cephalo.doctor.report import FAIL, INFO, Check, shown
 from cephalo.engine.config import TrainConfig
-from cephalo.engine.global_stage import GlobalStage
+from cephalo.engine.stages.global_stage import GlobalStage
 
 SECTION = "speed"
 

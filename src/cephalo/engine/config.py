@@ -22,12 +22,12 @@ from cephalo.checks import (
     resume_source,
     writable_folder,
 )
-from cephalo.engine.augment import AUGMENTATION_LEVELS
 from cephalo.flags import Parser, Typed, add_flags, option, option_fields, values_from
 from cephalo.models import MODEL_NAMES
 from cephalo.preprocessing.options import DEFAULT_IMAGE_SIZE, DataOptions
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+AUGMENTATION_LEVELS = ("none", "light", "full")  # the presets of engine/step/augment.py
 
 # Memory settings for small GPUs, from the user's notes on 8 GB cards: a preset fills these options;
 # values from --config and flags given on the command line override it.
@@ -146,7 +146,7 @@ class TrainConfig(DataOptions):
                                         "local_lr x min_lr_ratio", check=at_least(0))
     local_weight_decay: float = option(1e-4, "local stage: AdamW weight decay", check=at_least(0))
     local_augmentation: str = option("light", "local stage: none|light|full (the patches are already moved by the "
-                                     "jitter: benchmarks/refine_cv.md)", choices=AUGMENTATION_LEVELS)
+                                     "jitter)", choices=AUGMENTATION_LEVELS)
     global_share: float = option(0.5, "with --refine and --time_budget: the global stage's share of the budget, the "
                                  "local stage has the rest", check=between(0.05, 0.95))
     deterministic: bool = option(False, "deterministic algorithms (repeatable runs on CPU; on GPU as far as cuDNN "
