@@ -5,6 +5,7 @@ write into a folder."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -17,14 +18,16 @@ def duration_seconds(word: str) -> float:
     otherwise."""
     word = str(word).strip().lower()
     try:
-        return float(word)
+        seconds = float(word)
     except ValueError:
-        pass
-    found = _DURATION.fullmatch(word)
-    if not word or found is None or not any(found.groups()):
-        raise ValueError(f"not a duration: {word!r}")
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in found.groups())
-    return hours * 3600 + minutes * 60 + seconds
+        found = _DURATION.fullmatch(word)
+        if not word or found is None or not any(found.groups()):
+            raise ValueError(f"not a duration: {word!r}") from None
+        hours, minutes, secs = (float(g) if g else 0.0 for g in found.groups())
+        seconds = hours * 3600 + minutes * 60 + secs
+    if not math.isfinite(seconds):  # 'inf', 'nan', '1e400': no plan can be made over them
+        raise ValueError(f"not a finite duration: {word!r}")
+    return seconds
 
 
 duration_seconds.expects = "a duration such as 90s, 25m, 8h or 1h30m"  # what Typed says of a bad word

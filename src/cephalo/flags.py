@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from collections.abc import Callable, Iterable
 
 Check = Callable[[object], "str | None"]  # value -> None if fine, else what is wrong ("must be at least 1")
@@ -58,6 +59,8 @@ class Typed:
             value = self.kind(word)
         except (TypeError, ValueError):
             raise argparse.ArgumentTypeError(f"{word!r} is not {self.expects}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{word}: must be a finite number")
         problem = self.check(value) if self.check is not None else None
         if problem:
             raise argparse.ArgumentTypeError(f"{word}: {problem}")
@@ -95,6 +98,8 @@ def _kind_problem(value, kind, default) -> str | None:
         return "must be an integer"
     if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
         return "must be a number"
+    if isinstance(value, float) and not math.isfinite(value):  # inf or nan from a config file or the command line
+        return "must be a finite number"
     if kind is bool and not isinstance(value, bool):
         return "must be true or false"
     return None

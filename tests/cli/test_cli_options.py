@@ -142,6 +142,35 @@ def test_a_bad_value_is_one_error_line_naming_the_flag(command, flag, paths, cap
     assert flag in err and words in err, err
 
 
+def takes_a_number(action) -> bool:
+    kind = action.type.kind if isinstance(action.type, Typed) else action.type
+    return bool(action.option_strings) and (kind is float or getattr(kind, "expects", "").startswith("a duration"))
+
+
+FLOAT_CASES = [(command, action.option_strings[0], word) for command, parser in subcommand_parsers().items()
+               for action in parser._actions if takes_a_number(action) for word in ("nan", "inf")]
+
+
+@pytest.mark.parametrize("command, flag, word", FLOAT_CASES, ids=[f"{c} {f} {w}" for c, f, w in FLOAT_CASES])
+def test_a_number_that_is_not_finite_is_refused_as_such(command, flag, word, paths, capsys):
+    """'nan' and 'inf' parse as floats: every number flag refuses them by name (an infinite --time_budget was a
+    traceback, a NaN --lr was 'must be at least 0')."""
+    nargs = 2 if flag == "--image_size" else 1
+    assert main([command, *required_args(command, paths), flag, *[word] * nargs]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and flag in err, err
+    assert f"{word}: must be a finite number" in err or f"'{word}' is not a" in err, err
+
+
+def test_a_config_file_with_an_infinite_duration_is_one_error_line(tmp_path, capsys):
+    path = tmp_path / "run.json"
+    path.write_text('{"time_budget": Infinity, "lr": NaN}')  # what Python's json reads and writes
+    assert main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--time_budget inf: must be a finite number" in err
+    assert "--lr nan: must be a finite number" in err
+
+
 @pytest.mark.parametrize("flag, value, words", [("--epochs", "ten", "'ten' is not an integer"),
                                                 ("--lr", "fast", "'fast' is not a number")])
 def test_a_word_where_a_number_belongs(flag, value, words, capsys):
