@@ -95,3 +95,17 @@ def test_write_unknown_spacing_as_an_empty_cell(tmp_path):
     assert rows[2][2:] == [f"{v:.3f}" for v in points[1].reshape(-1)]
     _, issues = read_csv_dataset(out)  # read back as a dataset, an empty spacing is reported, not guessed
     assert sum("missing pixel spacing" in str(i) for i in issues) == 2
+
+
+@pytest.mark.parametrize("option", ["fold", "test_fold"])
+def test_more_folds_than_images_is_an_error_naming_the_option(option, tmp_path):
+    """7 folds of 6 images would leave one empty (or train on a fold that holds nothing): refused, naming the flag
+    and the most folds the data allow; 6 folds of 6 (leave-one-out) are fine."""
+    from cephalo.datasets.sources import DatasetSpec, collect_records
+
+    csv_path, _ = write_csv_dataset(tmp_path / "data", n=6)
+    with pytest.raises(ValueError, match=rf"--{option} 1/7: .* has 6 usable images, too few for 7 folds; use at "
+                                         "most 6 folds"):
+        collect_records(DatasetSpec(str(csv_path), **{option: (1, 7)}), "train")
+    records, _ = collect_records(DatasetSpec(str(csv_path), **{option: (6, 6)}), "train")
+    assert len(records) == (5 if option == "fold" else 4)  # test_fold: a 20 % validation of the other 5

@@ -144,6 +144,10 @@ def collect_records(spec: DatasetSpec, split: str) -> tuple[list[LandmarkRecord]
     if drawn and split in ("train", *drawn):
         k, n = spec.fold or spec.test_fold
         records, issues = _read_split(spec, fmt, "train")
+        if n > len(records):  # some folds would be empty: fold k might hold nothing, or hold what another n holds
+            flag = "fold" if spec.fold else "test_fold"
+            raise ValueError(f"--{flag} {k}/{n}: the training split of {spec.path} has {len(records)} usable images, "
+                             f"too few for {n} folds; use at most {len(records)} folds")
         fold_of = seeded_folds([r.case_id for r in records], spec.seed, n)
         rest = [r for r in records if fold_of[r.case_id] != k]
         if split == drawn[-1]:  # the held-out fold
