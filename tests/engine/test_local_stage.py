@@ -1,6 +1,8 @@
 """The local stage: patches around jittered positions carry their landmark where the targets say, a perfect local
 model gives zero loss whatever its other channels hold, and refinement with perfect heatmaps returns the truth."""
 
+import dataclasses
+
 import numpy as np
 import torch
 from torch import nn
@@ -137,3 +139,19 @@ def test_patch_samples_pickle_without_their_pixels_and_draw_the_same_jitter_anyw
     assert not torch.equal(samples[(0, 1)][3], samples[(1, 1)][3])  # another epoch, another jitter
     batch = collate_patch_samples([samples[(0, i)] for i in range(4)])
     assert batch[0].shape == (4, 1, 40, 30) and batch[3].shape == (4, 3, 2) and batch[4].tolist() == [0, 1, 2, 3]
+
+
+def test_patches_that_cannot_do_the_local_stages_job_are_warned_about_before_it_trains(two_stage_config, capsys):
+    from cephalo.engine.run.pipeline import train
+    from cephalo.engine.stages.local_stage import implausible_patches
+
+    errors = np.array([[0.5, 1.0], [0.7, 9.0]])  # (N=2, K=2) mm: one of four beyond a 6.4 mm patch's half-width
+    assert implausible_patches(32, 0.2, 1.5, errors) == []
+    coarse, narrow = implausible_patches(32, 2.0, 1.5, errors * 40)
+    assert "--patch_mm 2: the local stage's pixels are no finer than the global stage's (1.5 mm" in coarse
+    assert "64 mm patches: 50% of the global model's validation errors are beyond their half-width (32 mm)" in narrow
+    # a whole 8 x 6 mm image in a few patch pixels: said at the start of the stage, which then trains as asked
+    result = train(dataclasses.replace(two_stage_config, patch_mm=4.0, local_epochs=1))
+    out = capsys.readouterr().out
+    assert "warning: --patch_mm 4: the local stage's pixels are no finer than the global stage's" in out
+    assert out.index("warning: --patch_mm 4") < out.index("local epoch   1:") and result.best_written

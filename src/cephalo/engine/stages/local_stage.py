@@ -92,6 +92,26 @@ def choose_landmarks(refined_mm: np.ndarray, global_mm: np.ndarray) -> np.ndarra
     return refined_mm.mean(0) < global_mm.mean(0)
 
 
+def implausible_patches(size: int, mm_per_px: float, global_mm_per_px: float, global_errors_mm: np.ndarray
+                        ) -> list[str]:
+    """Warnings for patches that cannot do the local stage's job, said before it trains: pixels no finer than the
+    global stage's (``global_mm_per_px``: its letterboxed pixels in mm, the median over the images), or patches whose
+    half-width misses many of the global model's validation errors ``(N, K)`` mm (a patch corrects only what it
+    shows). The stage trains as asked."""
+    warnings, half = [], size * mm_per_px / 2
+    if mm_per_px >= global_mm_per_px:
+        warnings.append(f"warning: --patch_mm {mm_per_px:g}: the local stage's pixels are no finer than the global "
+                        f"stage's ({global_mm_per_px:.2g} mm at its input size): it sees no more detail than the "
+                        f"global model; --patch_mm below {global_mm_per_px:.2g} (default 0.2) gives it finer pixels")
+    outside = float(np.mean(np.nan_to_num(global_errors_mm, nan=0.0) > half))
+    if outside > 0.25:
+        warnings.append(f"warning: --patch_size {size} x --patch_mm {mm_per_px:g} = {2 * half:g} mm patches: "
+                        f"{outside:.0%} of the global model's validation errors are beyond their half-width "
+                        f"({half:g} mm), which no patch corrects; larger patches (--patch_size), or a better global "
+                        "model (more epochs, a larger --image_size), leave fewer")
+    return warnings
+
+
 class LocalStage(TrainingStage):
     """The local stage of ``run_config``'s run on the global model of ``source`` (a checkpoint path), within
     ``time_budget`` seconds (None: ``--local_epochs``)."""
@@ -139,7 +159,9 @@ class LocalStage(TrainingStage):
         self.frozen = {GLOBAL: (global_stage.spec, global_stage.weights)}
         self.cached = (f"decoded into {cache.folder} ({per_image_s * 1000:.0f} ms each)" if per_image_s is not None
                        else f"read from {cache.folder}")
-        self.notes = tuple(notes)
+        global_mm = statistics.median(r.spacing_mm / min(e.letterbox.scale) for r, e in
+                                      zip(train_set.records, train_set.entries))
+        self.notes = tuple(notes + implausible_patches(c.patch_size, c.patch_mm, global_mm, self.global_errors))
 
     @property
     def global_mre(self) -> float:
