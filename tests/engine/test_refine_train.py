@@ -242,3 +242,23 @@ def test_predict_tta_with_a_two_stage_model_moves_the_local_starts(config, tmp_p
     assert main(["predict", "--checkpoint", str(result.run_dir / "best.pt"), config.dataset_path, "--out",
                  str(tmp_path / "tta"), "--tta", "--num_workers", "0", "--no_progress", "--device", "cpu"]) == 0
     assert "test-time augmentation: 1 global view(s), 5 local start(s)" in capsys.readouterr().out
+
+
+def test_refine_from_a_two_stage_checkpoint_uses_its_global_model_and_says_so(config, monkeypatch, capsys):
+    """A two-stage best.pt given where a global model is expected: its global stage is refined anew; when the new
+    local stage never wins, the new best.pt is that global model alone, as the last line says (it was a copy of
+    the two-stage file)."""
+    two_stage = train(config).run_dir / "best.pt"
+    assert set(load_checkpoint(two_stage)["stages"]) == {GLOBAL, LOCAL}
+    monkeypatch.setattr(local_stage, "ONLY_IF_BETTER", True)
+    monkeypatch.setattr(local_stage.LocalStage, "validate", lambda *args, **kwargs: {
+        "val_mre_mm": 99.0, "val_sd_mm": 1.0, "val_sdr_2mm": 0.0})
+    capsys.readouterr()
+    result = train(dataclasses.replace(config, refine=False, refine_from=str(two_stage), run_name="again"))
+    out = capsys.readouterr().out
+    assert f"note: {two_stage} holds a two-stage model: its global stage is the one this local stage trains on" in out
+    assert "best.pt holds the global model only" in out
+    best = load_checkpoint(result.run_dir / "best.pt")
+    assert set(best["stages"]) == {GLOBAL} and best["version"] == 2
+    for key, value in read_stage(load_checkpoint(two_stage), two_stage, GLOBAL).weights.items():
+        torch.testing.assert_close(best["model"][key], value, rtol=0, atol=0)

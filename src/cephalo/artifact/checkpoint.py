@@ -316,6 +316,16 @@ class Checkpoint:
         """This checkpoint, as it is, written atomically to ``path``."""
         save_checkpoint(path, self.state)
 
+    def global_only(self) -> Checkpoint:
+        """The checkpoint of its global model alone (format 2): itself when it holds no other stage, else the global
+        stage's weights as they predict, for inference (it has no training state to resume)."""
+        if self.stage_names == (GLOBAL,):
+            return self
+        stage = self.stage(GLOBAL)
+        state = {"format": FORMAT, "version": 2, "stages": {GLOBAL: stage.spec.to_dict()}, "predict_with": "model",
+                 "model": stage.weights, "ema": None}
+        return Checkpoint(self.path, state)
+
 
 def read_checkpoint(path: Path | str) -> Checkpoint:
     """The checkpoint at ``path`` (:func:`load_checkpoint`'s errors)."""

@@ -125,6 +125,9 @@ class LocalStage(TrainingStage):
         rt = runtime(c, notes)
         self.source = read_checkpoint(source)
         global_stage = self.source.stage(GLOBAL)
+        if self.source.has(LOCAL) and run_config.refine_from:  # a two-stage best.pt where a global one is expected
+            notes.append(f"note: {source} holds a two-stage model: its global stage is the one this local stage "
+                         "trains on; its own local stage is not used (best.pt gets this run's)")
         names = global_stage.spec.landmark_names
         at_global_size = dataclasses.replace(run_config, image_size=global_stage.spec.image_size)
         train_set, val_set, self.data_note = rt.main_first(lambda: build_datasets(at_global_size))
@@ -246,7 +249,7 @@ class LocalStage(TrainingStage):
             return (f"best refined MRE {tracker.best:.4g} mm (global alone {self.global_mre:.4g}) at local epoch "
                     f"{tracker.best_epoch}: {best} (global and local stages)")
         if not best.is_file() and self.parts.dist.is_main:  # --refine_from into a new folder: the global model
-            self.source.save(best)
+            self.source.global_only().save(best)
         return (f"warning: the local stage never beat the global model alone ({self.global_mre:.3f} mm on the "
                 f"validation images): {best} holds the global model only; local_last.pt has the local stage as "
                 "trained")
