@@ -127,3 +127,16 @@ def test_predict_json_carries_the_measurements_and_overlays_draw_the_lines(tmp_p
     assert doc["measurements"]["IMPA"] is None and "LIA" in doc["unavailable"]["IMPA"]
     assert doc["measurements"]["ANB_class"] == int(expected.classes["ANB"][0])
     assert picture != plain  # the lines were drawn
+
+
+@pytest.mark.parametrize("bad", ["0", "-0.1", "nan", "inf"])
+def test_analyze_refuses_a_spacing_that_is_no_pixel_size(isbi_csv, tmp_path, capsys, bad):
+    """A zero or negative spacing gave mm figures (0 mm, or negative distances) without a word."""
+    lines = isbi_csv.read_text().splitlines()
+    lines[2] = lines[2].replace(",0.1,", f",{bad},", 1)
+    (tmp_path / "bad.csv").write_text("\n".join(lines) + "\n")
+    assert main(["analyze", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err, err
+    assert "bad.csv, line 3" in err and f"spacing_mm {bad}: must be a positive number of mm per pixel" in err
+    assert not (tmp_path / "c" / "measurements.csv").exists()

@@ -75,3 +75,19 @@ def test_cli_evaluate_writes_json(data, tmp_path, capsys):
 def test_cli_reports_user_errors_without_traceback(tmp_path, capsys):
     assert main(["evaluate", "--dataset_path", str(tmp_path / "nowhere"), "--predictions", "x.csv"]) == 2
     assert "no such dataset folder or CSV file" in capsys.readouterr().err
+
+
+def test_predictions_made_with_another_spacing_are_named_and_scored_in_the_datasets(data, tmp_path, capsys):
+    """The landmarks are pixels, so the scores hold; but a predictions file whose spacing differs from the ground
+    truth's (a wrong --spacing_mm at predict time) has wrong mm figures of its own: said, not passed over."""
+    csv_path, points, records = data
+    preds = tmp_path / "preds.csv"
+    write_landmarks_csv(preds, [r.case_id for r in records], points + [0.0, 10.0], [0.1, 0.1, 0.2, 0.1],
+                        ("S", "N", "Me"))
+    assert main(["evaluate", "--dataset_path", str(csv_path), "--predictions", str(preds)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {preds}: 1 image(s) were predicted with another pixel spacing than the dataset's" in err
+    assert f"(e.g. {records[2].case_id}: 0.2 mm against 0.1)" in err
+    report = json.loads(preds.with_suffix(".eval.json").read_text())
+    assert report["overall"]["mre_mm"] == pytest.approx(1.0)  # in the dataset's spacing
+    assert [m["image"] for m in report["spacing_mismatch"]] == [records[2].case_id]

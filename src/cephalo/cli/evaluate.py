@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from cephalo.analysis.analyze import parse_mapping
@@ -13,7 +14,7 @@ from cephalo.cli.common import add_dataset_args, check_split, data_options
 from cephalo.datasets.sources import DEFAULT_EVAL_SPLIT, load_records
 from cephalo.evaluation.analysis import compare_measurements, format_comparison
 from cephalo.evaluation.evaluate import score_predictions
-from cephalo.evaluation.predictions import read_predictions
+from cephalo.evaluation.predictions import read_landmark_table
 from cephalo.flags import Typed
 from cephalo.metrics import format_report
 
@@ -45,9 +46,18 @@ def run(args: argparse.Namespace) -> int:
     spec = options.dataset_spec()
     split = check_split(spec, args.split or DEFAULT_EVAL_SPLIT[spec.resolved_format])
     records = load_records(spec, split, on_bad="skip" if args.skip_bad else "error")
-    names, predictions = read_predictions(args.predictions)
-    evaluation = score_predictions(records, names, predictions, allow_missing=args.allow_missing)
+    table = read_landmark_table(args.predictions)
+    evaluation = score_predictions(records, table.names, dict(zip(table.images, table.landmarks)),
+                                   allow_missing=args.allow_missing,
+                                   spacing_mm=dict(zip(table.images, table.spacing_mm)))
     report = evaluation.report
+    if report["spacing_mismatch"]:
+        first = report["spacing_mismatch"][0]
+        print(f"warning: {args.predictions}: {len(report['spacing_mismatch'])} image(s) were predicted with another "
+              f"pixel spacing than the dataset's (e.g. {first['image']}: {first['predictions_mm']:g} mm against "
+              f"{first['dataset_mm']:g}); scored in the dataset's spacing (the landmarks are in pixels), so these "
+              "scores hold, but mm figures the predictions came with (analysis, reports) are off for them; all are "
+              "listed in the report's spacing_mismatch", file=sys.stderr)
     report.update(dataset=str(spec.path), split=split, predictions=str(args.predictions))
     print(format_report(report))
     if args.analysis:

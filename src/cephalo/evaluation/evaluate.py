@@ -10,6 +10,8 @@ from cephalo.datasets.record import LandmarkRecord
 from cephalo.evaluation.predictions import match_predictions
 from cephalo.metrics import SDR_THRESHOLDS_MM, landmark_report, radial_errors_mm
 
+SPACING_TOLERANCE = 0.01  # of the dataset's spacing: a prediction made with a spacing further off is named
+
 
 class EvaluationError(ValueError):
     """Predictions that cannot be scored against the dataset; the message says what to fix."""
@@ -40,12 +42,15 @@ def score_predictions(
     predictions: dict[str, np.ndarray],
     allow_missing: bool = False,
     thresholds_mm: tuple[float, ...] = SDR_THRESHOLDS_MM,
+    spacing_mm: dict[str, float | None] | None = None,
 ) -> Evaluation:
     """Score ``predictions`` (``{image: (K, 2)}`` original pixels, landmarks named ``landmark_names``).
 
     Every record needs a prediction unless ``allow_missing`` (scoring a subset silently would flatter a model).
-    Landmarks are matched by name; the predictions may hold extra landmarks. Returns the report with the
-    per-instance errors and coordinates behind it (an :class:`Evaluation`, for plots and galleries).
+    Landmarks are matched by name; the predictions may hold extra landmarks. Errors are in the dataset's spacing;
+    ``spacing_mm`` (``{image: mm per pixel}`` of the predictions file) names the images where the predictions were
+    made with another spacing (``report["spacing_mismatch"]``: their mm figures, not these scores, are off). Returns
+    the report with the per-instance errors and coordinates behind it (an :class:`Evaluation`).
     """
     if not records:
         raise EvaluationError("the dataset split has no records to evaluate")
@@ -75,4 +80,8 @@ def score_predictions(
     report["missing"] = missing
     report["unmatched_predictions"] = unmatched
     report["per_image_mre_mm"] = {records[i].case_id: float(e.mean()) for i, e in zip(indices, errors)}
+    report["spacing_mismatch"] = [
+        {"image": records[i].case_id, "predictions_mm": spacing_mm[k], "dataset_mm": records[i].spacing_mm}
+        for i, k in zip(indices, keys) if (spacing_mm or {}).get(k) is not None
+        and abs(spacing_mm[k] - records[i].spacing_mm) > SPACING_TOLERANCE * records[i].spacing_mm]
     return Evaluation(report, np.asarray(indices, np.int64), errors, predicted, target)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
@@ -50,6 +51,11 @@ def read_landmark_table(path: Path | str) -> LandmarkTable:
             except (ValueError, IndexError):
                 issues.append(DataIssue(where, "a landmark coordinate or the spacing is missing or not a number"))
                 continue
+            if spacing[-1] is not None and not (math.isfinite(spacing[-1]) and spacing[-1] > 0):
+                issues.append(DataIssue(where, f"spacing_mm {cell}: must be a positive number of mm per pixel (or "
+                                               "empty where it is unknown)"))
+                spacing.pop()
+                continue
             points = np.array(values, np.float64).reshape(len(names), 2)
             if not np.isfinite(points).all():
                 issues.append(DataIssue(where, "non-finite coordinates"))
@@ -61,7 +67,8 @@ def read_landmark_table(path: Path | str) -> LandmarkTable:
             images.append(image)
             rows.append(points)
     if issues:
-        raise DatasetError(issues, "landmarks table", hint="Fix the file; every row needs finite coordinates.")
+        raise DatasetError(issues, "landmarks table", hint="Fix the file; every row needs finite coordinates and a "
+                           "positive spacing_mm (or none).")
     landmarks = np.stack(rows) if rows else np.zeros((0, len(names), 2))
     return LandmarkTable(path, names, images, landmarks, spacing)
 
