@@ -202,3 +202,70 @@ def test_a_run_folder_stopped_by_the_old_engine_resumes(old_fixture_models, tmp_
     local = load_checkpoint(run / "local_last.pt")
     assert local["progress"]["epoch"] == 2 and local["progress"]["updates"] == 8  # the local stage ran to its end
     assert set(load_checkpoint(run / "best.pt")["stages"]) == {"global", "local"}
+
+
+def flip_byte(path: Path, where: str, seed: int = 0) -> None:
+    """Flip one byte of a checkpoint at a seeded position of ``where``: its zip header, its central directory, or
+    inside the data of its largest tensor (stored uncompressed: the zip's own CRC of it is never checked by
+    torch.load)."""
+    import random
+    import zipfile
+
+    data = bytearray(path.read_bytes())
+    rng = random.Random(seed)
+    if where == "zip header":
+        position = rng.randrange(0, 4)
+    elif where == "central directory":
+        position = len(data) - rng.randrange(30, 60)
+    else:
+        with zipfile.ZipFile(path) as archive:
+            entry = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+        header = entry.header_offset  # the local header: 30 bytes, then the name and the extra field
+        name, extra = (int.from_bytes(data[header + o:header + o + 2], "little") for o in (26, 28))
+        position = header + 30 + name + extra + rng.randrange(0, entry.file_size)
+    data[position] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def trained_run(tiny_config, tmp_path):
+    import dataclasses
+
+    from cephalo.engine.run.pipeline import train
+    from tests.helpers import TinyHeatmapNet
+
+    result = train(dataclasses.replace(tiny_config, epochs=1, recovery_interval=1), TinyHeatmapNet())
+    return result.run_dir
+
+
+@pytest.mark.parametrize("where", ["zip header", "central directory", "tensor data"])
+def test_a_flipped_byte_in_a_checkpoint_is_found_by_every_reader(trained_run, tiny_config, tmp_path, capsys, where):
+    """Predict and export stop with one line naming the damaged best.pt; --resume skips a damaged last.pt with a
+    warning and goes on from the intact recovery.pt: never a traceback, never silently wrong weights."""
+    import dataclasses
+
+    from cephalo.engine.run.pipeline import train
+    from tests.helpers import TinyHeatmapNet
+
+    best, last = trained_run / "best.pt", trained_run / "last.pt"
+    flip_byte(best, where)
+    with pytest.raises(ValueError, match="damaged checkpoint|not a readable cephalo checkpoint"):
+        load_checkpoint(best)
+    image = next((Path(tiny_config.dataset_path).parent / "images").iterdir())
+    for argv in (["predict", "--checkpoint", str(best), str(image), "--out", str(tmp_path / "p"), "--device", "cpu"],
+                 ["export", "--checkpoint", str(best), "--out", str(tmp_path / "m.onnx")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {best}: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    flip_byte(last, where)
+    with pytest.warns(UserWarning, match=r"skipping .*last.pt"):
+        result = train(dataclasses.replace(tiny_config, epochs=2, resume="auto"), TinyHeatmapNet())
+    assert result.metrics["epoch"] == 2 and "resumed from" in capsys.readouterr().out
+
+
+def test_every_checkpoint_carries_a_digest_of_its_contents(trained_run):
+    from cephalo.artifact.checkpoint import state_digest
+
+    for name in ("best.pt", "last.pt", "recovery.pt"):
+        state = torch.load(trained_run / name, weights_only=True)
+        assert state["digest"].startswith("crc32:") and state["digest"] == state_digest(state)

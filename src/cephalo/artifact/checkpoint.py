@@ -11,7 +11,9 @@ Format version 2 (written since 2026-12-01)::
     optimizer, scheduler, scaler, progress, rng, config, tracker, metrics, epoch, updates    (to resume)
 
 A checkpoint holds tensors and plain Python data only (the numpy RNG state as a list), so it loads with
-``torch.load(weights_only=True)``: reading one never runs pickled code. Version 1 (written until 2026-12-01) kept its
+``torch.load(weights_only=True)``: reading one never runs pickled code. Since 2026-12-05 every file also holds
+``digest``, a CRC-32 of all the rest (:func:`state_digest`), checked on load: a damaged file is refused, not read
+as wrong weights (older files have none and load as before). Version 1 (written until 2026-12-01) kept its
 one model's facts as ``model_name``, ``landmark_names``, ``preprocessing`` and ``codec`` and the numpy RNG state as
 an array; it is read as a checkpoint with a single global stage (numpy arrays allowed, nothing else).
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import pickle
 import random
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -151,12 +154,38 @@ def build_state(*, stage: StageSpec, model: dict, ema: dict | None, optimizer: d
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write ``state`` to ``path`` atomically: a temporary file, flushed and fsynced, then renamed over ``path``.
+    """Write ``state`` to ``path`` atomically: a temporary file, flushed and fsynced, then renamed over ``path``,
+    with the :func:`state_digest` of everything in it, which :func:`load_checkpoint` checks.
 
     A crash or a full disk while writing leaves the previous checkpoint intact.
     """
+    state = {k: v for k, v in state.items() if k != "digest"}
     with atomic_open(path, "wb", fsync=True) as f:
-        torch.save(state, f)
+        torch.save({**state, "digest": state_digest(state)}, f)
+
+
+def state_digest(state: dict) -> str:
+    """A CRC-32 of every value of ``state`` but its ``digest``: each tensor's name, dtype, shape and bytes, and every
+    other value's repr, in key order. ``torch.load`` does not check the zip archive's CRCs, so a flipped byte inside
+    a tensor would otherwise load as a wrong weight."""
+    crc = 0
+
+    def walk(value, key: str) -> None:
+        nonlocal crc
+        if isinstance(value, torch.Tensor):
+            crc = zlib.crc32(f"{key}:{value.dtype}:{tuple(value.shape)}".encode(), crc)
+            crc = zlib.crc32(value.detach().reshape(-1).contiguous().cpu().view(torch.uint8).numpy(), crc)
+        elif isinstance(value, dict):
+            for k in sorted(value, key=str):
+                walk(value[k], f"{key}/{k}")
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(v, f"{key}/{i}")
+        else:
+            crc = zlib.crc32(f"{key}={value!r}".encode(), crc)
+
+    walk({k: v for k, v in state.items() if k != "digest"}, "")
+    return f"crc32:{crc:08x}"
 
 
 def rng_state() -> dict:
@@ -210,6 +239,9 @@ def load_checkpoint(path: Path | str) -> dict:
     if version > CHECKPOINT_VERSION:
         raise ValueError(f"{path}: written by a newer cephalo (checkpoint format {version}; this one reads up to "
                          f"{CHECKPOINT_VERSION}): upgrade cephalo")
+    if "digest" in state and state_digest(state) != state["digest"]:  # files written before 2026-12-05 have none
+        raise ValueError(f"{path}: damaged checkpoint: its contents do not match the checksum written with them (a "
+                         "byte changed on the disk or in a copy); use another checkpoint of the run, or a good copy")
     return state if version >= 2 else _upgrade_v1(state, path)
 
 
