@@ -1,3 +1,4 @@
+import json
 import os
 import pickle
 
@@ -93,3 +94,51 @@ def test_cached_dataset_items_and_inverse_mapping(tmp_path, dataset):
     loader = torch.utils.data.DataLoader(ds, batch_size=2)
     images, batch_landmarks, indices = next(iter(loader))
     assert images.shape == (2, 1, 32, 32) and batch_landmarks.shape == (2, 3, 2) and indices.tolist() == [0, 1]
+
+
+def damaged(path, how: str) -> None:
+    """Damage a cached ``.npy`` as a disk or a crash might: cut it short, flip a pixel's byte (seeded), or replace
+    it by an array of another shape."""
+    data = bytearray(path.read_bytes())
+    if how == "truncated":
+        path.write_bytes(bytes(data[: len(data) // 2]))
+    elif how == "flipped pixel":  # the pixels are the file's last bytes, after the .npy header
+        position = len(data) - 1 - int(np.random.default_rng(0).integers(0, np.load(path).size))
+        data[position] ^= 0x5A
+        path.write_bytes(bytes(data))
+    else:
+        np.save(path, np.zeros((16, 16), np.uint8))
+
+
+@pytest.mark.parametrize("how", ["truncated", "flipped pixel", "another shape"])
+@pytest.mark.parametrize("kind", ["letterbox", "patch scale"])
+def test_a_damaged_cache_entry_is_named_and_made_again(tmp_path, dataset, capsys, how, kind):
+    """Checked once when the entry is looked up (each run's prepare), never per sample: the entry named in a
+    warning and rebuilt from its source image, whose pixels come back exactly."""
+    from cephalo.preprocessing.cache import PatchScaleCache
+
+    records, _ = dataset
+    if kind == "letterbox":
+        cache = LetterboxCache(tmp_path / "cache", (32, 32))
+        path = cache.prepare(records[:1], progress=False).entries[0].array_path
+    else:
+        cache = PatchScaleCache(tmp_path / "cache", 0.3)  # 0.1 mm images: 27 x 20 pixels
+        path = cache.folder / next(p.name for p in _built(cache, records[0]))
+    good = np.load(path)
+    damaged(path, how)
+    capsys.readouterr()
+    if kind == "letterbox":
+        result = cache.prepare(records[:1], progress=False)
+        assert result.decoded == 1 and result.issues == []
+        again = result.entries[0].load()
+    else:
+        again, _, built = cache.load(records[0])
+        assert built
+    assert f"warning: damaged cache entry {path}: " in capsys.readouterr().err
+    np.testing.assert_array_equal(np.asarray(again), good)
+    assert "pixels_crc32" in json.loads(path.with_suffix(".json").read_text())
+
+
+def _built(cache, record):
+    cache.load(record)
+    return sorted(cache.folder.glob("*.npy"))

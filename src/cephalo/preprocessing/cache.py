@@ -4,14 +4,19 @@ One entry per (source file identity, target size): ``<root>/<H>x<W>/<key>.npy`` 
 ``(H, W)`` uint8 image and ``<key>.json`` its source size and content hash. :class:`PatchScaleCache` keeps the
 originals resampled to the local stage's patch scale the same way, under ``<root>/mm<mm_per_px>/``. Both files are
 written to a temporary name and renamed into place, the JSON last (:func:`write_entry`), so an interrupted
-``cephalo prepare`` leaves only complete entries and simply resumes. A source that changes (size or modification time) gets a new key.
+``cephalo prepare`` leaves only complete entries and simply resumes. A source that changes (size or modification
+time) gets a new key. The JSON also holds the array's shape and a CRC-32 of its pixels, checked once per run when
+the entry is looked up (not per sample): a truncated, reshaped or altered entry is named in a warning and made
+again from its source (:func:`damage`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,17 +73,41 @@ def source_key(source: Path, preprocessing: str) -> str:
     return hashlib.blake2b(identity.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
 
 
+def pixels_crc(array: np.ndarray) -> str:
+    return f"{zlib.crc32(np.ascontiguousarray(array)):08x}"
+
+
 def write_entry(folder: Path, key: str, array: np.ndarray, meta: dict) -> Path:
     """``<key>.npy`` then ``<key>.json`` in ``folder``, each atomically (an entry is complete once its JSON is
-    there); returns the array's path. A failed write names the cache's folder options."""
+    there), the JSON with the array's shape and pixel CRC; returns the array's path. A failed write names the
+    cache's folder options."""
     array_path = folder / f"{key}.npy"
     try:
         with atomic_open(array_path) as f:
             np.save(f, array)
-        write_text(folder / f"{key}.json", json.dumps(meta))
+        write_text(folder / f"{key}.json", json.dumps({**meta, "shape": list(array.shape),
+                                                        "pixels_crc32": pixels_crc(array)}))
     except WriteError as e:  # the cache's problem, not the image's: stop with where to put the cache
         raise WriteError(e.filename, e, CACHE_HINT) from None
     return array_path
+
+
+def damage(array_path: Path, meta: dict, shape: tuple[int, int]) -> str | None:
+    """What is wrong with a cached array, or None: it must read as a ``shape`` uint8 array whose pixels match the
+    CRC its JSON holds (entries written before 2026-12-05 have none: their shape and readability are checked)."""
+    try:
+        array = np.load(array_path, mmap_mode="r")
+    except (OSError, ValueError) as e:  # truncated, not an .npy
+        return f"unreadable ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"
+    if array.shape != tuple(shape) or array.dtype != np.uint8:
+        return f"a {array.dtype} array of {tuple(array.shape)}, not uint8 of {tuple(shape)}"
+    if "pixels_crc32" in meta and pixels_crc(array) != meta["pixels_crc32"]:
+        return "its pixels do not match the checksum written with them"
+    return None
+
+
+def report_damage(array_path: Path, why: str, source: Path) -> None:
+    print(f"warning: damaged cache entry {array_path}: {why}; made again from {source}", file=sys.stderr, flush=True)
 
 
 class LetterboxCache:
@@ -100,9 +129,14 @@ class LetterboxCache:
             return None
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            return CacheEntry(array_path, tuple(meta["source_size"]), self.image_size, meta["content_hash"])
+            entry = CacheEntry(array_path, tuple(meta["source_size"]), self.image_size, meta["content_hash"])
         except (ValueError, KeyError, TypeError):
             return None  # a damaged sidecar: prepare the entry again
+        why = damage(array_path, meta, self.image_size)
+        if why is not None:
+            report_damage(array_path, why, source)
+            return None
+        return entry
 
     def _build(self, source: Path) -> CacheEntry:
         data = read_bytes(source)
@@ -195,11 +229,13 @@ class PatchScaleCache:
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             rescale = Rescale(tuple(meta["source_size"]), record.spacing_mm, self.mm_per_px)
-            image = np.load(array_path, mmap_mode="r")
-            if image.shape == rescale.size:
-                return image, rescale, False
         except (OSError, ValueError, KeyError, TypeError):
-            pass  # not cached yet, or an entry left damaged: make it again
+            meta = None  # not cached yet, or its sidecar damaged: make it again
+        if meta is not None:
+            why = damage(array_path, meta, rescale.size)
+            if why is None:
+                return np.load(array_path, mmap_mode="r"), rescale, False
+            report_damage(array_path, why, source)
         image = decode_grey(read_bytes(source), source)
         rescale = Rescale(image.shape[:2], record.spacing_mm, self.mm_per_px)
         scaled = rescale.apply(image)
