@@ -176,3 +176,26 @@ def interrupted_at_epoch(epoch: int):
     from cephalo.engine.step.loop import train_one_epoch
 
     return raise_on_call(train_one_epoch, epoch)
+
+
+def flip_byte(path: Path, where: str, seed: int = 0) -> None:
+    """Flip one byte of a checkpoint at a seeded position of ``where``: its zip header, its central directory, or
+    inside the data of its largest tensor (stored uncompressed: the zip's own CRC of it is never checked by
+    torch.load)."""
+    import random
+    import zipfile
+
+    data = bytearray(path.read_bytes())
+    rng = random.Random(seed)
+    if where == "zip header":
+        position = rng.randrange(0, 4)
+    elif where == "central directory":
+        position = len(data) - rng.randrange(30, 60)
+    else:
+        with zipfile.ZipFile(path) as archive:
+            entry = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+        header = entry.header_offset  # the local header: 30 bytes, then the name and the extra field
+        name, extra = (int.from_bytes(data[header + o:header + o + 2], "little") for o in (26, 28))
+        position = header + 30 + name + extra + rng.randrange(0, entry.file_size)
+    data[position] ^= 0x5A
+    path.write_bytes(bytes(data))

@@ -23,7 +23,7 @@ from cephalo.artifact.checkpoint import (
 )
 from cephalo.cli.main import main
 from cephalo.models.registry import register_model, unregister
-from tests.helpers import TinyBackbone, TinyHead, write_csv_dataset
+from tests.helpers import TinyBackbone, TinyHead, flip_byte, write_csv_dataset
 
 V1_FIXTURE = Path(__file__).parents[1] / "fixtures" / "checkpoint_v1_tiny.pt"
 
@@ -202,29 +202,6 @@ def test_a_run_folder_stopped_by_the_old_engine_resumes(old_fixture_models, tmp_
     local = load_checkpoint(run / "local_last.pt")
     assert local["progress"]["epoch"] == 2 and local["progress"]["updates"] == 8  # the local stage ran to its end
     assert set(load_checkpoint(run / "best.pt")["stages"]) == {"global", "local"}
-
-
-def flip_byte(path: Path, where: str, seed: int = 0) -> None:
-    """Flip one byte of a checkpoint at a seeded position of ``where``: its zip header, its central directory, or
-    inside the data of its largest tensor (stored uncompressed: the zip's own CRC of it is never checked by
-    torch.load)."""
-    import random
-    import zipfile
-
-    data = bytearray(path.read_bytes())
-    rng = random.Random(seed)
-    if where == "zip header":
-        position = rng.randrange(0, 4)
-    elif where == "central directory":
-        position = len(data) - rng.randrange(30, 60)
-    else:
-        with zipfile.ZipFile(path) as archive:
-            entry = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
-        header = entry.header_offset  # the local header: 30 bytes, then the name and the extra field
-        name, extra = (int.from_bytes(data[header + o:header + o + 2], "little") for o in (26, 28))
-        position = header + 30 + name + extra + rng.randrange(0, entry.file_size)
-    data[position] ^= 0x5A
-    path.write_bytes(bytes(data))
 
 
 @pytest.fixture

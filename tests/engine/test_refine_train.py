@@ -17,7 +17,7 @@ from cephalo.engine.run.pipeline import train
 from cephalo.inference.inputs import resolve_inputs
 from cephalo.inference.outputs import predict_to_folder
 from cephalo.inference.torch_predictor import TorchPredictor
-from tests.helpers import interrupted_at_epoch, raise_on_call
+from tests.helpers import flip_byte, interrupted_at_epoch, raise_on_call
 
 
 @pytest.fixture
@@ -75,6 +75,28 @@ def test_a_resumed_local_stage_ends_with_the_uninterrupted_weights(config, monke
     assert a["progress"] == b["progress"] and a["progress"]["epoch"] == 2
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("where", ["central directory", "tensor data"])
+def test_damaged_local_stage_files_are_skipped_and_a_damaged_source_stops(config, monkeypatch, capsys, where):
+    """Fault injection in the local stage's files: a damaged local_recovery.pt is skipped by --resume with a
+    warning (it goes on from local_last.pt and ends like an uninterrupted run); a damaged global checkpoint given to
+    --refine_from stops before any training, naming it."""
+    config = dataclasses.replace(config, recovery_interval=1)  # a local_recovery.pt after every update
+    interrupted_in_local_epoch_2(config, monkeypatch)
+    run = Path(config.output_dir) / "run"
+    assert (run / "local_recovery.pt").is_file() and (run / "local_last.pt").is_file()
+    flip_byte(run / "local_recovery.pt", where)
+    with pytest.warns(UserWarning, match=r"skipping .*local_recovery.pt"):
+        result = train(dataclasses.replace(config, resume=str(run)))
+    assert load_checkpoint(result.run_dir / "local_last.pt")["progress"]["epoch"] == 2
+    assert "resumed from" in capsys.readouterr().out
+
+    source = run / "best.pt"
+    flip_byte(source, where)
+    with pytest.raises(ValueError, match=rf"{re.escape(str(source))}: .*damaged checkpoint|not a readable"):
+        train(dataclasses.replace(config, refine=False, refine_from=str(source), run_name="refined"))
+    assert not (Path(config.output_dir) / "refined" / "local_last.pt").exists()
 
 
 def test_refine_from_adds_a_local_stage_to_an_existing_global_model(config, capsys):
