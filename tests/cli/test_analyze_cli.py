@@ -52,6 +52,28 @@ def test_analyze_a_landmarks_csv(isbi_csv, tmp_path, capsys):
     assert info["images"][0]["image"] == "images/000.jpg"
 
 
+def test_analyze_reads_one_image_json_of_cephalo_predict(isbi_csv, tmp_path, capsys):
+    """cephalo analyze rejected predict's own per-image JSON; it now measures it like the CSV row it came from."""
+    from cephalo.evaluation.predictions import read_landmark_table
+
+    table = read_landmark_table(isbi_csv)
+    landmarks = {n: {"x": float(x), "y": float(y), "confidence": 0.9} for n, (x, y) in zip(table.names,
+                                                                                             table.landmarks[1])}
+    image_json = tmp_path / "001.json"
+    image_json.write_text(json.dumps({"image": "scans/001.png", "image_size": [1935, 2400], "spacing_mm": 0.1,
+                                      "spacing_source": "--spacing_mm", "landmarks": landmarks}))
+    assert main(["analyze", str(image_json), "--out", str(tmp_path / "j")]) == 0
+    assert main(["analyze", str(isbi_csv), "--out", str(tmp_path / "c")]) == 0
+    one, rows = read_rows(tmp_path / "j" / "measurements.csv"), read_rows(tmp_path / "c" / "measurements.csv")
+    assert len(one) == 1 and one[0]["image"] == "scans/001.png"
+    assert {k: v for k, v in one[0].items() if k != "image"} == {k: v for k, v in rows[1].items() if k != "image"}
+    capsys.readouterr()
+    image_json.write_text('{"image": "x.png", "measurements": {}}')
+    assert main(["analyze", str(image_json), "--out", str(tmp_path / "k")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {image_json}: not a cephalo predict image JSON") and err.count("\n") == 1
+
+
 def test_analyze_a_csv_without_spacing_reports_mm_as_unavailable(isbi_csv, tmp_path, capsys):
     text = isbi_csv.read_text().replace(",0.1,", ",,")
     (tmp_path / "nospacing.csv").write_text(text)

@@ -77,6 +77,16 @@ def test_cli_reports_user_errors_without_traceback(tmp_path, capsys):
     assert "no such dataset folder or CSV file" in capsys.readouterr().err
 
 
+def test_evaluate_without_a_dataset_refuses_instead_of_scoring_against_synthetic_data(data, tmp_path, capsys):
+    csv_path, points, records = data
+    preds = tmp_path / "preds.csv"
+    write_landmarks_csv(preds, [r.case_id for r in records], points, [0.1] * 4, ("S", "N", "Me"))
+    assert main(["evaluate", "--predictions", str(preds)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cephalo evaluate needs --dataset_path") and str(preds) in err, err
+    assert err.count("\n") == 1 and not preds.with_suffix(".eval.json").exists()
+
+
 def test_predictions_made_with_another_spacing_are_named_and_scored_in_the_datasets(data, tmp_path, capsys):
     """The landmarks are pixels, so the scores hold; but a predictions file whose spacing differs from the ground
     truth's (a wrong --spacing_mm at predict time) has wrong mm figures of its own: said, not passed over."""

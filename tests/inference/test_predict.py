@@ -128,6 +128,67 @@ def test_predict_a_csv_dataset_then_evaluate(trained, tmp_path, capsys):
     assert "MRE" in capsys.readouterr().out
 
 
+def test_predicts_hint_is_the_evaluate_command_that_scores_the_same_images(trained, tmp_path, capsys):
+    """The closing hint was '--dataset_path ...': now the real command, with the split it predicted, runs as
+    printed and scores exactly the images predicted."""
+    import shlex
+
+    out = tmp_path / "out dir"  # a space: the command quotes it
+    assert predict(["--checkpoint", trained["checkpoint"], trained["csv"], "--out", out, "--test_fold", "2/3",
+                    "--split", "test"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if "the full table: " in line)
+    words = shlex.split(line.split("the full table: ", 1)[1])
+    assert words[:2] == ["cephalo", "evaluate"] and "..." not in words and "--test_fold" in words
+    assert main(words[1:]) == 0
+    report = json.loads((out / "predictions.eval.json").read_text())
+    assert report["images"] == len(read_predictions(out / "predictions.csv")[1]) == 2 and not report["missing"]
+
+
+def test_run_json_records_the_model_its_validation_figure_and_each_images_spacing_source(trained, tmp_path):
+    import hashlib
+
+    image = trained["csv"].parent / "images" / "004.png"
+    out = tmp_path / "out"
+    assert predict(["--checkpoint", trained["checkpoint"], trained["csv"], image, "--out", out, "--tta"]) == 0
+    record = json.loads((out / "run.json").read_text())
+    model = record["model"]
+    assert model["sha256"] == hashlib.sha256(trained["checkpoint"].read_bytes()).hexdigest()
+    assert model["kind"] == "one stage" and model["global"]["model"] == "hrnet_w18_small"
+    assert model["validation"]["val_mre_mm"] > 0 and record["tta"]["global_views"] == 7
+    assert record["finished"] and record["cephalo"] and record["command"][:2] == ["cephalo", "predict"]
+    sources = {entry["image"]: entry["spacing_source"] for entry in record["images"]}
+    assert sources["images/004.png"] == "dataset" and len(sources) == 6  # the file again: the dataset's row wins
+    assert set(record["outputs"]) == {p.name for p in out.iterdir()} - {"run.json"}
+
+
+def test_a_non_empty_out_is_refused_and_overwrite_removes_only_the_earlier_prediction(trained, tmp_path, capsys):
+    """A reused --out kept stale files of an earlier run beside the new ones without a word."""
+    images = trained["csv"].parent / "images"
+    out = tmp_path / "out"
+    assert predict(["--checkpoint", trained["checkpoint"], images, "--out", out]) == 0
+    (out / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "002.png").write_bytes((images / "002.png").read_bytes())
+    assert predict(["--checkpoint", trained["checkpoint"], one, "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --out {out} is not empty") and "--overwrite" in err and err.count("\n") == 1
+    assert predict(["--checkpoint", trained["checkpoint"], one, "--out", out, "--overwrite"]) == 0
+    assert "removed 8 file(s) of an earlier prediction" in capsys.readouterr().out  # 6 JSON, the CSV, run.json
+    assert sorted(p.name for p in out.iterdir()) == ["002.json", "notes.txt", "predictions.csv", "run.json"]
+
+
+def test_overwrite_of_a_folder_from_before_run_json_removes_its_predictions_only(trained, tmp_path, capsys):
+    images = trained["csv"].parent / "images"
+    out = tmp_path / "out"
+    assert predict(["--checkpoint", trained["checkpoint"], images, "--out", out, "--overlay"]) == 0
+    (out / "run.json").unlink()  # what cephalo predict wrote before it recorded its outputs
+    (out / "settings.json").write_text('{"theirs": 1}')
+    assert predict(["--checkpoint", trained["checkpoint"], images / "000.png", "--out", out, "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["000.json", "predictions.csv", "run.json", "settings.json"]
+
+
 def test_bad_images_are_listed_and_skipped(trained, tmp_path, capsys):
     folder = tmp_path / "mixed"
     folder.mkdir()
@@ -144,8 +205,10 @@ def test_bad_images_are_listed_and_skipped(trained, tmp_path, capsys):
     assert "2 images predicted, 3 failed" in captured.out
     for expected in ["broken.png: not a readable image", "empty.jpg: the file is empty", "missing.png: not found"]:
         assert expected in captured.err
-    assert sorted(p.name for p in out.iterdir()) == ["000.json", "001.json", "predictions.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["000.json", "001.json", "predictions.csv", "run.json"]
     assert len(read_predictions(out / "predictions.csv")[1]) == 2
+    record = json.loads((out / "run.json").read_text())
+    assert record["finished"] and len(record["failed"]) == 3 and any("broken.png" in f for f in record["failed"])
 
 
 def test_wrong_checkpoint_and_no_images_exit_2(trained, tmp_path, capsys):
@@ -172,9 +235,9 @@ def test_spacing_mm_and_clashing_stems(trained, tmp_path, capsys):
     out = tmp_path / "out"
     assert predict(["--checkpoint", trained["checkpoint"], tmp_path / "a", tmp_path / "b" / "001.png",
                     "--out", out, "--spacing_mm", "0.2"]) == 0
-    assert sorted(p.name for p in out.glob("*.json")) == ["a_001.json", "b_001.json"]
+    assert sorted(p.name for p in out.glob("*.json")) == ["a_001.json", "b_001.json", "run.json"]
     data = json.loads((out / "b_001.json").read_text())
-    assert data["spacing_mm"] == 0.2 and data["image"] == str(tmp_path / "b" / "001.png")
+    assert data["spacing_mm"] == 0.2 and data["spacing_source"] == "--spacing_mm" and data["image"] == str(tmp_path / "b" / "001.png")
     s = data["landmarks"]["N"]
     assert s["x_mm"] == pytest.approx(s["x"] * 0.2, abs=2e-3)
     assert (out / "predictions.csv").read_text().splitlines()[1].split(",")[1] == "0.2"

@@ -336,6 +336,16 @@ class Checkpoint:
         epoch = self.state.get("epoch") if self.training_stage == name else None
         return None if epoch is None else int(epoch)
 
+    def validation(self) -> dict | None:
+        """The validation figures the model was kept for (``val_mre_mm``, ``val_sdr_2mm``, ...; ``epoch``,
+        ``stage``): measured on the run's own validation split, which it selected on (so they flatter it); None
+        when the file does not hold them (a checkpoint cut down for inference)."""
+        metrics = self.state.get("metrics") or {}
+        if "val_mre_mm" not in metrics:
+            return None
+        keep = {k: v for k, v in metrics.items() if k.startswith("val_") and k != "val_seconds"}
+        return {**keep, "epoch": metrics.get("epoch"), "stage": metrics.get("stage", self.training_stage)}
+
     def training(self) -> TrainingState:
         """The state to resume from; ``ValueError`` naming the file when it has none (a checkpoint cut down for
         inference)."""

@@ -1,7 +1,7 @@
 """``cephalo analyze``: cephalometric measurements (SNA, SNB, ANB, FMA, ...) and the ISBI 2015 classes of every image.
 
-INPUT is a landmarks CSV (a dataset's ground truth or a predictions.csv), a ``cephalo predict`` output folder, or a
-dataset (Aariz, ISBI 2015, CSV). Writes to --out: measurements.csv (one row per image: ``image``, one column per
+INPUT is a landmarks CSV (a dataset's ground truth or a predictions.csv), one image's JSON from ``cephalo predict``,
+a ``cephalo predict`` output folder, or a dataset (Aariz, ISBI 2015, CSV). Writes to --out: measurements.csv (one row per image: ``image``, one column per
 measurement in degrees, mm or a ratio, then ``<measure>_class`` for the ISBI measures; empty where unavailable)
 and analysis.json (the definitions, norms and sources used, and what could not be computed and why).
 """
@@ -23,7 +23,7 @@ from cephalo.atomic import write_text
 from cephalo.checks import existing_path, writable_folder
 from cephalo.cli.common import add_dataset_args, check_split, data_options
 from cephalo.datasets.sources import DEFAULT_EVAL_SPLIT, load_records
-from cephalo.evaluation.predictions import read_landmark_table
+from cephalo.evaluation.predictions import read_landmark_json, read_landmark_table
 from cephalo.flags import Typed
 
 
@@ -31,7 +31,8 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("analyze", help="cephalometric measurements and ISBI classes of every image",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", type=Typed(Path, existing_path), metavar="INPUT",
-                   help="landmarks CSV, a cephalo predict output folder, or a dataset folder")
+                   help="landmarks CSV, one image's JSON from cephalo predict, a cephalo predict output folder, or a "
+                        "dataset folder")
     p.add_argument("--out", type=Typed(Path, writable_folder), required=True, help="output folder (created)")
     p.add_argument("--split", help="dataset split to analyze (default: " + ", ".join(
         f"{k} {v}" for k, v in DEFAULT_EVAL_SPLIT.items()) + ")")
@@ -48,7 +49,7 @@ def read_input(args: argparse.Namespace) -> tuple[list[str], np.ndarray, tuple[s
     if path.is_dir() and (path / "predictions.csv").is_file():
         path = path / "predictions.csv"  # a cephalo predict output folder
     if path.is_file():
-        table = read_landmark_table(path)
+        table = read_landmark_json(path) if path.suffix.lower() == ".json" else read_landmark_table(path)
         return table.images, table.landmarks, table.names, table.spacing_mm, f"{path} ({len(table.images)} rows)"
     spec = dataclasses.replace(data_options(args), dataset_path=str(path)).dataset_spec()
     fmt = spec.resolved_format

@@ -11,12 +11,14 @@ from cephalo.flags import add_flags, option_fields, values_from
 from cephalo.preprocessing.options import DataOptions
 
 
-def add_dataset_args(parser: argparse.ArgumentParser, image_size: bool = True, dataset_path: bool = True) -> None:
+def add_dataset_args(parser: argparse.ArgumentParser, image_size: bool = True, dataset_path: bool = True,
+                     defaults: dict | None = None) -> None:
     """The data options (:class:`~cephalo.preprocessing.options.DataOptions`, the ones ``cephalo train`` has), with
-    ``--image_size`` where the command caches images (and without ``--dataset_path`` where INPUT names it)."""
+    ``--image_size`` where the command caches images (and without ``--dataset_path`` where INPUT names it);
+    ``defaults`` replaces some defaults for this command."""
     left_out = {"image_size"} - ({"image_size"} if image_size else set()) | (set() if dataset_path else {"dataset_path"})
     names = [f.name for f in option_fields(DataOptions) if f.name not in left_out]
-    add_flags(parser.add_argument_group("dataset"), DataOptions, names)
+    add_flags(parser.add_argument_group("dataset"), DataOptions, names, defaults)
 
 
 def data_options(args: argparse.Namespace) -> DataOptions:

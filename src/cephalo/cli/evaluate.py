@@ -21,7 +21,7 @@ from cephalo.metrics import format_report
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("evaluate", help="score predictions (CSV) against ground truth", description=__doc__)
-    add_dataset_args(p, image_size=False)
+    add_dataset_args(p, image_size=False, defaults={"dataset_path": None})  # never scored against synthetic unasked
     p.add_argument("--split", help="split to score (default: test; test1 for ISBI; all rows of a CSV)")
     p.add_argument("--predictions", type=Typed(Path, existing_file), required=True,
                    help="CSV in the dataset layout: image,spacing_mm,<name>_x,<name>_y,... in original pixels")
@@ -42,6 +42,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dataset_path is None:
+        raise ValueError("cephalo evaluate needs --dataset_path: the dataset (folder or CSV) whose ground truth "
+                         f"scores {args.predictions} ('synthetic' for the built-in synthetic set)")
     options = data_options(args)
     spec = options.dataset_spec()
     split = check_split(spec, args.split or DEFAULT_EVAL_SPLIT[spec.resolved_format])

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         args = build_parser().parse_args(argv)
+        args.argv = ["cephalo", *argv]  # what the user typed, for the records a command writes (predict's run.json)
         return args.run(args)
 
     return report_errors(run, INTERRUPTED, debug)

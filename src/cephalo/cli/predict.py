@@ -9,6 +9,7 @@ pixel spacing come along). Writes to --out: predictions.csv (the CSV dataset lay
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from cephalo.datasets.sources import DEFAULT_EVAL_SPLIT, FORMATS
 from cephalo.flags import Typed, add_flags, values_from
 from cephalo.inference.inputs import resolve_inputs
 from cephalo.inference.loading import load_predictor
+from cephalo.inference.outputs import CSV_NAME, predict_to_folder
+from cephalo.inference.provenance import clear_earlier_outputs, earlier_outputs, model_record, tta_record
 from cephalo.inference.tta import TestTimeAugmentation
 from cephalo.preprocessing.options import DataOptions
 
@@ -24,7 +27,6 @@ SPLIT_OPTIONS = ("seed", "val_fraction", "test_fraction", "fold", "test_fold")
 # the settings measured best by 5-fold CV (benchmarks/tta_cv.md)
 TTA_SHIFT_HEATMAP_PX, TTA_SCALES = 0.5, (0.95, 1.05)  # one-stage models: 7 views of the global stage
 TTA_LOCAL_MM = 0.5  # two-stage models: the local stage also starts 0.5 mm left, right, up and down
-from cephalo.inference.outputs import CSV_NAME, predict_to_folder
 
 
 def add_parser(subparsers) -> None:
@@ -34,7 +36,11 @@ def add_parser(subparsers) -> None:
                    help="image file, folder of images, or dataset (Aariz/ISBI 2015 folder, CSV file or its folder)")
     p.add_argument("--checkpoint", type=Typed(Path, existing_file), required=True,
                    help="best.pt / last.pt from cephalo train, or an .onnx from cephalo export (holds everything needed)")
-    p.add_argument("--out", type=Typed(Path, writable_folder), required=True, help="output folder (created)")
+    p.add_argument("--out", type=Typed(Path, writable_folder), required=True,
+                   help="output folder: created, or empty (a folder that holds files is refused: --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="--out holds an earlier prediction: remove what that run wrote (the files its run.json "
+                        "lists) before writing; other files are kept")
     p.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.jpg with the landmarks drawn")
     p.add_argument("--overlay_analysis", action="store_true",
                    help="overlays (implies --overlay) also draw the analysis lines: S-N, FH, the mandibular and "
@@ -63,7 +69,41 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
+def evaluate_command(args: argparse.Namespace, items) -> str | None:
+    """The ``cephalo evaluate`` command that scores this run's predictions.csv against the one dataset split its
+    ground truth came from (with the split options it was drawn with), or None where there is not exactly one."""
+    datasets = {item.dataset for item in items if item.dataset is not None}
+    if len(datasets) != 1:
+        return None
+    (path, fmt, split), = datasets
+    words = ["cephalo", "evaluate", "--predictions", str(args.out / CSV_NAME), "--dataset_path", path,
+             "--split", split]
+    if args.dataset_format:
+        words += ["--dataset_format", fmt]
+    defaults = DataOptions()
+    for name in SPLIT_OPTIONS:
+        if (value := getattr(args, name)) != getattr(defaults, name):
+            words += [f"--{name}", str(value)]
+    return shlex.join(words)
+
+
+def clear_out(args: argparse.Namespace) -> None:
+    """Refuse a ``--out`` that holds files (the new outputs would mix with them), or with ``--overwrite`` remove
+    what an earlier predict wrote there."""
+    if not (earlier := earlier_outputs(args.out)):
+        return
+    if not args.overwrite:
+        raise ValueError(f"--out {args.out} is not empty ({len(earlier)} entries, e.g. {earlier[0].name}): the new "
+                         "outputs would mix with them. Give a new folder, or --overwrite to remove what an earlier "
+                         "cephalo predict wrote there (other files are kept)")
+    removed, kept = clear_earlier_outputs(args.out)
+    print(f"--overwrite: removed {len(removed)} file(s) of an earlier prediction from {args.out}"
+          + (f"; kept {len(kept)} other entr{'y' if len(kept) == 1 else 'ies'} ({kept[0].name}"
+             + (", ..." if len(kept) > 1 else "") + ")" if kept else ""))
+
+
 def run(args: argparse.Namespace) -> int:
+    clear_out(args)
     predictor = load_predictor(args.checkpoint, args.device, args.mixed_precision)
     if args.tta:  # what was measured for each kind of model: a one-stage model's views, a two-stage one's starts
         two_stage = getattr(predictor, "local_spec", None) is not None
@@ -92,17 +132,19 @@ def run(args: argparse.Namespace) -> int:
     summary = predict_to_folder(predictor, items, args.out, overlay=overlay, analysis_lines=args.overlay_analysis,
                                 batch_size=args.batch_size,
                                 num_workers=args.num_workers, progress=args.progress, spacing_mm=args.spacing_mm,
-                                failures=issues)
+                                failures=issues, provenance={"command": getattr(args, "argv", None),
+                                                             "model": model_record(args.checkpoint, predictor),
+                                                             "tta": tta_record(predictor)})
     n, failed = len(summary.predicted), len(summary.failures)
     if n:
-        outputs = f"{CSV_NAME}, {n} JSON" + (f", {summary.overlays} overlays" if overlay else "")
+        outputs = f"{CSV_NAME}, {n} JSON" + (f", {summary.overlays} overlays" if overlay else "") + ", run.json"
         print(f"wrote {outputs} in {args.out}")
         print(f"{n} images in {summary.seconds:.1f} s: {summary.images_per_s:.2f} images/s "
               f"(model {n / max(summary.model_seconds, 1e-9):.2f} images/s; batch {args.batch_size}, "
               f"{args.num_workers} workers)")
     if summary.mre_mm is not None:
-        print(f"against the dataset's ground truth ({summary.truth_images} images): MRE {summary.mre_mm:.2f} mm; "
-              f"cephalo evaluate --predictions {args.out / CSV_NAME} --dataset_path ... for the full table")
+        print(f"against the dataset's ground truth ({summary.truth_images} images): MRE {summary.mre_mm:.2f} mm"
+              + ("; the full table: " + command if (command := evaluate_command(args, items)) else ""))
     print(f"{n} images predicted, {failed} failed")
     if failed:
         print("failed:", file=sys.stderr)

@@ -73,6 +73,35 @@ def read_landmark_table(path: Path | str) -> LandmarkTable:
     return LandmarkTable(path, names, images, landmarks, spacing)
 
 
+def read_landmark_json(path: Path | str) -> LandmarkTable:
+    """One image's ``<stem>.json`` as ``cephalo predict`` writes it (``image``, ``spacing_mm``, ``landmarks``:
+    name -> ``{"x", "y", ...}`` original pixels), as a one-row table; ``ValueError`` naming the file and what is
+    wrong where it is not one."""
+    import json
+
+    path = Path(path)
+    try:
+        content = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable JSON file ({e})") from None
+    entries = content.get("landmarks") if isinstance(content, dict) else None
+    if not isinstance(entries, dict) or not entries:
+        raise ValueError(f"{path}: not a cephalo predict image JSON (it needs 'landmarks': name -> x, y)")
+    try:
+        points = np.array([[float(e["x"]), float(e["y"])] for e in entries.values()], np.float64)
+        spacing = content.get("spacing_mm")
+        spacing = None if spacing is None else float(spacing)
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{path}: every landmark needs numbers x and y, and spacing_mm must be a number or "
+                         "null") from None
+    if not np.isfinite(points).all():
+        raise ValueError(f"{path}: non-finite coordinates")
+    if spacing is not None and not (math.isfinite(spacing) and spacing > 0):
+        raise ValueError(f"{path}: spacing_mm {spacing:g}: must be a positive number of mm per pixel (or null)")
+    image = str(content.get("image") or path.stem)
+    return LandmarkTable(path, tuple(entries), [image], points[None], [spacing])
+
+
 def read_predictions(path: Path | str) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
     """Landmark names and ``{image: landmarks (K, 2)}`` from a predictions CSV; lists every bad row at once."""
     table = read_landmark_table(path)

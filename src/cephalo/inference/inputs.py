@@ -44,6 +44,7 @@ class InputImage:
     spacing_mm: float | None = None
     truth: np.ndarray | None = None
     truth_names: tuple[str, ...] = ()
+    dataset: tuple[str, str, str] | None = None  # (the dataset input as given, its format, the split), if from one
 
 
 def _is_image_file(path: Path) -> bool:
@@ -79,7 +80,8 @@ def dataset_images(path: str, fmt: str, split: str | None,
             except ValueError:
                 key = str(r.image_path)
         items.append(InputImage(path=r.image_path, key=key, spacing_mm=float(r.spacing_mm),
-                                truth=np.asarray(r.landmarks, np.float64), truth_names=tuple(r.landmark_names)))
+                                truth=np.asarray(r.landmarks, np.float64), truth_names=tuple(r.landmark_names),
+                                dataset=(path, fmt, split)))
     return items, issues
 
 

@@ -39,6 +39,7 @@ from cephalo.inference.predict import (
     iter_predictions,
 )
 from cephalo.inference.predictor import Predictor
+from cephalo.inference.provenance import run_record, write_run_record
 
 CSV_NAME = "predictions.csv"
 
@@ -82,7 +83,8 @@ def output_stems(items: list[InputImage]) -> list[str]:
     return stems
 
 
-def landmark_json(item: InputImage, result: ImageResult, names: tuple[str, ...], spacing_mm: float | None) -> dict:
+def landmark_json(item: InputImage, result: ImageResult, names: tuple[str, ...], spacing_mm: float | None,
+                  spacing_source: str | None = None) -> dict:
     """One image's JSON: its landmarks (original pixels, confidence, mm where the spacing is known) and its
     cephalometric measurements (None where unavailable, with the reasons) and ISBI classes."""
     analysis = analyze(result.landmarks[None], names, [spacing_mm])
@@ -93,27 +95,33 @@ def landmark_json(item: InputImage, result: ImageResult, names: tuple[str, ...],
             entry.update(x_mm=round(float(x) * spacing_mm, 3), y_mm=round(float(y) * spacing_mm, 3))
         landmarks[name] = entry
     return {"image": str(item.path), "image_size": list(result.image_size), "spacing_mm": spacing_mm,
-            "landmarks": landmarks, "measurements": analysis.row(0), "unavailable": analysis.unavailable}
+            "spacing_source": spacing_source, "landmarks": landmarks, "measurements": analysis.row(0), "unavailable": analysis.unavailable}
 
 
 def image_spacing(item: InputImage, spacing_mm: float | None,
                   warn: Callable[[str], None] = warn_stderr) -> float | None:
-    """The spacing (mm per pixel) of one image: the dataset's (``item.spacing_mm``, the CSV column), else
-    ``spacing_mm`` (``--spacing_mm``), else the DICOM header's (PixelSpacing, or ImagerPixelSpacing over the
-    magnification factor: :func:`cephalo.dicom.spacing_from_header`), else ``None``.
+    """The spacing (mm per pixel) of one image (:func:`spacing_and_source`)."""
+    return spacing_and_source(item, spacing_mm, warn)[0]
+
+
+def spacing_and_source(item: InputImage, spacing_mm: float | None,
+                       warn: Callable[[str], None] = warn_stderr) -> tuple[float | None, str]:
+    """The spacing (mm per pixel) of one image and where it came from: the dataset's (``item.spacing_mm``, the CSV
+    column), else ``spacing_mm`` (``--spacing_mm``), else the DICOM header's (PixelSpacing, or ImagerPixelSpacing
+    over the magnification factor: :func:`cephalo.dicom.spacing_from_header`), else ``(None, "unknown")``.
 
     A given spacing that differs from the header's by more than 1 % is kept, with one ``warn``ing naming both and
     the file. Only a DICOM's header is read, never its pixels again.
     """
-    given, source = (item.spacing_mm, "the dataset's spacing_mm") if item.spacing_mm is not None else (
-        spacing_mm, "--spacing_mm")
+    given, source = (item.spacing_mm, "dataset") if item.spacing_mm is not None else (spacing_mm, "--spacing_mm")
     header = header_spacing_mm(item.path, warn)
     if given is None:
-        return header
+        return (header, "DICOM header") if header is not None else (None, "unknown")
     if header is not None and spacings_differ(given, header):
-        warn(f"{item.path}: {source} {given:g} mm differs from the DICOM header's {header:g} mm by more than 1 %; "
+        named = "the dataset's spacing_mm" if source == "dataset" else source
+        warn(f"{item.path}: {named} {given:g} mm differs from the DICOM header's {header:g} mm by more than 1 %; "
              f"using {given:g} mm")
-    return given
+    return given, source
 
 
 def _check_dicom_support(items: list[InputImage]) -> None:
@@ -135,14 +143,15 @@ def _overlay(path: Path, original: np.ndarray, landmarks: np.ndarray, names: tup
 def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Path | str, overlay: bool = False,
                       batch_size: int = 4, num_workers: int = 2, progress: bool = True,
                       spacing_mm: float | None = None, failures: list[DataIssue] | None = None,
-                      analysis_lines: bool = False) -> PredictionSummary:
+                      analysis_lines: bool = False, provenance: dict | None = None) -> PredictionSummary:
     """Predict ``items`` and write ``predictions.csv``, ``<stem>.json`` (and ``<stem>_overlay.jpg``, with the
     cephalometric analysis lines when ``analysis_lines``) in ``out_dir``.
 
     ``spacing_mm`` is used for images whose spacing no dataset gives, before a DICOM header's (:func:`image_spacing`).
     JSON files and overlays are written as the images are done (an interrupted run keeps them); the CSV, one row per
     predicted image in input order, at the end. Unreadable images are listed in the summary's ``failures`` (after
-    the given ``failures``), not raised.
+    the given ``failures``), not raised. With ``provenance`` (``command``, ``model``, ``tta``:
+    :mod:`cephalo.inference.provenance`) it also writes ``run.json``, before the first image and at the end.
     """
     if spacing_mm is not None and not (math.isfinite(spacing_mm) and spacing_mm > 0):
         raise ValueError(f"--spacing_mm must be a positive number of mm per pixel, got {spacing_mm}")
@@ -157,7 +166,15 @@ def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Pa
     rows: list[tuple[str, np.ndarray, float | None]] = []
     errors_mm: list[np.ndarray] = []
     stats = LoopStats()
-    spacings = [image_spacing(item, spacing_mm) for item in items]  # once per image: a header warns once
+    spacings, sources = zip(*[spacing_and_source(item, spacing_mm) for item in items]) if items else ((), ())
+    spacings = list(spacings)  # once per image: a header warns once
+    if provenance is not None:
+        outputs = [CSV_NAME] + [f"{stem}.json" for stem in stems] + (
+            [f"{stem}_overlay.jpg" for stem in stems] if overlay else [])
+        images = [{"image": item.key, "path": str(item.path), "output": stem, "spacing_mm": spacing,
+                   "spacing_source": source} for item, stem, spacing, source in zip(items, stems, spacings, sources)]
+        record = run_record(**provenance, images=images, outputs=outputs)
+        write_run_record(out_dir, record)
     local = getattr(predictor, "local_spec", None)
     if local is not None and (unknown := sum(s is None for s in spacings)):
         warn_stderr(f"{unknown} image(s) without a known pixel spacing: the local stage assumes "
@@ -173,7 +190,8 @@ def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Pa
                 continue
             spacing = spacings[outcome.index]
             stem = stems[outcome.index]
-            write_text(out_dir / f"{stem}.json", json.dumps(landmark_json(item, outcome, names, spacing), indent=2))
+            write_text(out_dir / f"{stem}.json", json.dumps(landmark_json(item, outcome, names, spacing,
+                                                                                 sources[outcome.index]), indent=2))
             truth = aligned_truth(item, names)
             if truth is not None and item.spacing_mm is not None:
                 errors_mm.append(np.linalg.norm(outcome.landmarks - truth, axis=1) * item.spacing_mm)
@@ -197,4 +215,7 @@ def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Pa
     if errors_mm:
         summary.mre_mm = float(np.nanmean(np.concatenate(errors_mm)))
         summary.truth_images = len(errors_mm)
+    if provenance is not None:
+        record.update(finished=True, failed=[str(issue) for issue in summary.failures])
+        write_run_record(out_dir, record)
     return summary

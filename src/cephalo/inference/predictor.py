@@ -30,6 +30,7 @@ class Predictor:
         self.image_size: tuple[int, int] = spec.image_size
         self.codec = HeatmapCodec(spec.image_size, stride=spec.stride, sigma=spec.sigma)
         self.tta: TestTimeAugmentation | None = None  # predict each image as several views (cephalo.inference.tta)
+        self.validation: dict | None = None  # the figures the model was kept for (Checkpoint.validation)
 
     def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 1, H, W)`` uint8 letterboxed images -> ``(B, K, H / stride, W / stride)`` float32 heatmaps."""
