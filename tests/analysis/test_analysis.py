@@ -55,7 +55,7 @@ def test_planes_fh_mp_sn_mp_fma_and_y_axis():
     lm, names = face(S=s, N=n, Po=po, Or=o_r, Go=go, Me=me, Gn=gn)
     assert value(lm, names, "FH_MP") == pytest.approx(25.000, abs=1e-9)
     assert value(lm, names, "SN_MP") == pytest.approx(32.000, abs=1e-9)  # 7 + 25
-    assert value(lm, names, "FMA") == pytest.approx(30.000, abs=1e-9)  # the challenge's S-N to Go-Gn: 7 + 23
+    assert value(lm, names, "SN_GoGn") == pytest.approx(30.000, abs=1e-9)  # the challenge's "FMA": 7 + 23
     lm, names = face(S=s, N=n, Po=po, Or=o_r, Gn=polar(s, 700, 60))
     assert value(lm, names, "YAxis") == pytest.approx(60.000, abs=1e-9)
 
@@ -96,7 +96,8 @@ def test_convexity_fhi_bjork_and_the_tweed_triangle():
     go = polar(ar, 400, (120 + 180) + 145)  # S-Ar-Go = 145 (Ar->S at 300), Go below Ar
     me = polar(go, 450, (85 + 180) + 130)  # Ar-Go-Me = 130 (Go->Ar at 265), Me ahead of Go
     lm, names = face(S=s, N=n, Ar=ar, Go=go, Me=me)
-    assert value(lm, names, "Bjork") == pytest.approx(395.000, abs=1e-9)
+    angles = [value(lm, names, m) for m in ("SaddleAngle", "ArticularAngle", "GonialAngle")]
+    assert angles == pytest.approx([120.0, 145.0, 130.0], abs=1e-9)  # Björk's three angles, not their sum
 
     po, o_r, go, me = (300.0, 600.0), (900.0, 600.0), (400.0, 1100.0), polar((400.0, 1100.0), 500, 25)
     lia = (900.0, 1150.0)
@@ -125,13 +126,13 @@ def test_incisors_u1_sn_and_the_interincisal_angle():
 def test_mw_is_signed_in_mm_and_its_classes_cover_0_to_2(overjet_px, spacing, expected, expected_class):
     lm, names = face(S=(0.0, 0.0), N=(600.0, 0.0), LIT=(900.0, 1000.0), UIT=(900.0 + overjet_px, 1000.0))
     result = analyze(lm, names, [spacing])
-    assert float(result.values["MW"][0]) == pytest.approx(expected, abs=1e-9)
+    assert float(result.values["IncisalTipDistance"][0]) == pytest.approx(expected, abs=1e-9)
     assert int(result.classes["MW"][0]) == expected_class
 
 
 def test_mw_is_the_distance_between_the_tips_not_its_horizontal_part():
     lm, names = face(S=(0.0, 0.0), N=(600.0, 0.0), LIT=(900.0, 1000.0), UIT=(930.0, 960.0))  # 30, 40 px: 50
-    assert value(lm, names, "MW", spacing=0.1) == pytest.approx(5.000, abs=1e-9)
+    assert value(lm, names, "IncisalTipDistance", spacing=0.1) == pytest.approx(5.000, abs=1e-9)
 
 
 def test_class_thresholds_are_the_challenge_s():
@@ -162,15 +163,16 @@ def test_a_face_looking_left_measures_like_the_same_face_looking_right():
         np.testing.assert_allclose(b.values[name], values, atol=1e-9, equal_nan=True, err_msg=name)
     for name, classes in a.classes.items():
         assert b.classes[name].tolist() == classes.tolist(), name
-    assert a.values["ANB"][0] != 0 and a.values["MW"][0] < 0  # signed values, not only magnitudes
+    assert a.values["ANB"][0] != 0 and a.values["IncisalTipDistance"][0] < 0  # signed, not only magnitudes
 
 
 def test_what_cannot_be_computed_is_unavailable_not_a_number():
     result = analyze(isbi_image(), ISBI, [None])
     assert "LIA" in result.unavailable["IMPA"] and "UIA" in result.unavailable["U1_SN"]
-    assert "pixel spacing" in result.unavailable["MW"] and result.classes["MW"].tolist() == [0]
+    assert "pixel spacing" in result.unavailable["IncisalTipDistance"] and result.classes["MW"].tolist() == [0]
     row = result.row(0)
-    assert row["IMPA"] is None and row["MW"] is None and row["SNA"] == pytest.approx(result.values["SNA"][0])
+    assert row["IMPA"] is None and row["IncisalTipDistance"] is None and row["MW_class"] is None
+    assert row["SNA"] == pytest.approx(result.values["SNA"][0]) and row["IMPA_vs_norm"] is None
     assert row["ANB_class"] in (1, 2, 3)
 
 
@@ -183,3 +185,51 @@ def test_other_landmark_names_map_onto_the_table():
     assert "needs S, N, A" in analyze(isbi_image(), names, [0.1]).unavailable["SNA"]
     with pytest.raises(ValueError, match="is not NAME=TABLE_NAME"):
         parse_mapping("L1=S,L2")
+
+
+def test_mcnamara_distances_to_the_nasion_perpendicular_and_the_facial_heights():
+    po, o_r = (300.0, 600.0), (900.0, 600.0)  # FH horizontal: the N perpendicular is vertical through N
+    n = (1000.0, 400.0)
+    lm, names = face(Po=po, Or=o_r, N=n, A=(1010.0, 800.0), Pog=(960.0, 1200.0), ANS=(1030.0, 750.0),
+                     Me=(950.0, 1300.0), S=(400.0, 450.0), Go=(450.0, 1100.0))
+    assert value(lm, names, "A_NPerp", spacing=0.1) == pytest.approx(1.0, abs=1e-9)  # 10 px ahead
+    assert value(lm, names, "Pog_NPerp", spacing=0.1) == pytest.approx(-4.0, abs=1e-9)  # 40 px behind
+    n_me = math.dist(n, (950.0, 1300.0))
+    assert value(lm, names, "N_Me", spacing=0.1) == pytest.approx(n_me * 0.1, abs=1e-9)
+    assert value(lm, names, "LAFH_ratio") == pytest.approx(100 * math.dist((1030.0, 750.0), (950.0, 1300.0)) / n_me)
+    mirrored = lm.copy()
+    mirrored[..., 0] = 2000 - mirrored[..., 0]  # the same face looking left
+    assert float(analyze(mirrored, names, [0.1]).values["Pog_NPerp"][0]) == pytest.approx(-4.0, abs=1e-9)
+
+
+def test_a_norm_verdict_and_an_isbi_class_are_labelled_apart_and_in_words():
+    """The report rated ANB 2.2 degrees against Steiner's 2 ± 2 while its ANB_class 3 called it 'class III' by the
+    challenge's thresholds, with nothing to say which was which: now each column says what it is."""
+    n, s = (1000.0, 500.0), (400.0, 500.0)
+    lm, names = face(S=s, N=n, A=polar(n, 300, 180 - 80), B=polar(n, 350, 180 - 77.8))  # ANB 2.2
+    row = analyze(lm, names, [0.1]).row(0)
+    assert row["ANB"] == pytest.approx(2.2) and row["ANB_vs_norm"] == "within norm"
+    assert row["ANB_class"] == 3 and row["ANB_isbi_class"] == "class III"
+    lm, names = face(S=s, N=n, A=polar(n, 300, 180 - 86), B=polar(n, 350, 180 - 78))  # ANB 8
+    row = analyze(lm, names, [0.1]).row(0)
+    assert row["ANB_vs_norm"] == "above norm (class II tendency)" and row["SNA_vs_norm"] == (
+        "above norm (protrusive maxilla)") and row["ANB_isbi_class"] == "class II"
+
+
+def test_evaluate_analysis_isbi_success_rates_are_unchanged_by_the_renames():
+    """The challenge's classification success rates and confusion matrices of a fixed set of 40 perturbed faces,
+    as the code gave them before the vocabulary changed (FMA -> SN_GoGn, MW -> IncisalTipDistance)."""
+    from cephalo.evaluation.analysis import compare_measurements
+
+    rng = np.random.default_rng(7)
+    base = isbi_image()[0]
+    truth = np.stack([(base - base.mean(0)) * s + base.mean(0) + rng.normal(0, 25, base.shape)
+                      for s in rng.uniform(0.9, 1.1, 40)])
+    predicted = truth + rng.normal(0, 15, truth.shape)
+    result = compare_measurements(predicted, truth, ISBI, [0.1] * 40)["classification"]
+    before = {"ANB": [97.5, [[0, 0, 0], [0, 0, 0], [1, 0, 39]]], "SNB": [100.0, [[0, 0, 0], [0, 0, 0], [0, 0, 40]]],
+              "SNA": [77.5, [[6, 2, 2], [2, 23, 1], [2, 0, 2]]], "ODI": [100.0, [[1, 0, 0], [0, 0, 0], [0, 0, 39]]],
+              "APDI": [90.0, [[2, 0, 1], [1, 0, 0], [2, 0, 34]]], "FHI": [77.5, [[18, 0, 7], [0, 0, 0], [2, 0, 13]]],
+              "FMA": [80.0, [[5, 4, 0], [4, 25, 0], [0, 0, 2]]],
+              "MW": [62.5, [[0, 1, 0, 2], [2, 0, 1, 0], [1, 4, 24, 0], [2, 0, 2, 1]]]}
+    assert {name: [c["success_rate"], c["confusion"]] for name, c in result.items()} == before

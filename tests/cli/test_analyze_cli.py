@@ -42,13 +42,15 @@ def test_analyze_a_landmarks_csv(isbi_csv, tmp_path, capsys):
     assert main(["analyze", str(isbi_csv), "--out", str(tmp_path / "a")]) == 0
     rows = read_rows(tmp_path / "a" / "measurements.csv")
     assert len(rows) == 4 and list(rows[0])[:4] == ["image", "SNA", "SNB", "ANB"]
-    assert rows[0]["IMPA"] == "" and rows[0]["MW"] != "" and rows[0]["ANB_class"] in ("1", "2", "3")
+    assert rows[0]["IMPA"] == "" and rows[0]["IncisalTipDistance"] != "" and rows[0]["ANB_class"] in ("1", "2", "3")
+    assert rows[0]["ANB_isbi_class"] in ("class I", "class II", "class III")  # the code's name beside it
+    assert rows[0]["SN_MP_vs_norm"].split(" (")[0] in ("within norm", "above norm", "below norm")
     sna = [float(r["SNA"]) for r in rows]
     assert max(sna) - min(sna) < 1e-3  # shifting and scaling a face changes no angle
     out = capsys.readouterr().out
     assert "SNA" in out and "IMPA: unavailable (needs LIA" in out and "ANB_class:" in out
     info = json.loads((tmp_path / "a" / "analysis.json").read_text())
-    assert {m["name"] for m in info["measurements"]} >= {"SNA", "FMA", "MW", "ODI", "APDI", "FHI"}
+    assert {m["name"] for m in info["measurements"]} >= {"SNA", "SN_GoGn", "IncisalTipDistance", "ODI", "APDI", "FHI"}
     assert info["images"][0]["image"] == "images/000.jpg"
 
 
@@ -79,8 +81,8 @@ def test_analyze_a_csv_without_spacing_reports_mm_as_unavailable(isbi_csv, tmp_p
     (tmp_path / "nospacing.csv").write_text(text)
     assert main(["analyze", str(tmp_path / "nospacing.csv"), "--out", str(tmp_path / "b")]) == 0
     rows = read_rows(tmp_path / "b" / "measurements.csv")
-    assert rows[0]["MW"] == "" and rows[0]["MW_class"] == "" and rows[0]["SNA"] != ""
-    assert "MW: unavailable (in mm, and no image has a known pixel spacing)" in capsys.readouterr().out
+    assert rows[0]["IncisalTipDistance"] == "" and rows[0]["MW_class"] == "" and rows[0]["SNA"] != ""
+    assert "IncisalTipDistance: unavailable (in mm, and no image has a known pixel spacing)" in capsys.readouterr().out
 
 
 def test_analyze_an_aariz_dataset_computes_the_incisor_measures(tmp_path, capsys):

@@ -14,7 +14,7 @@ import numpy as np
 
 from cephalo.analysis.classes import ISBI_CLASSES
 from cephalo.analysis.geometry import anatomical, facing
-from cephalo.analysis.measures import MEASUREMENTS, Measurement
+from cephalo.analysis.measures import MEASUREMENTS, Measurement, verdict
 
 
 @dataclass
@@ -32,14 +32,26 @@ class Analysis:
     def available(self) -> list[Measurement]:
         return [m for m in self.measurements if m.name not in self.unavailable]
 
+    def columns(self) -> list[str]:
+        """The keys of :meth:`row`, in order."""
+        return list(self.row(0)) if len(next(iter(self.values.values()), ())) else []
+
     def row(self, i: int) -> dict:
-        """Image ``i``'s values (None where unavailable) and classes, by name, in table order."""
+        """Image ``i`` by column, in table order (None where unavailable): each measurement's value, then each
+        value against its clinical norm in words (``<name>_vs_norm``: "above norm (hyperdivergent)"), then for the
+        ISBI 2015 measures the challenge's class as a code (``<name>_class``, as before) and in words
+        (``<name>_isbi_class``). The two never mix: a norm verdict and an ISBI class may differ (different
+        thresholds), and both are labelled."""
         out: dict = {}
         for m in self.measurements:
             value = self.values[m.name][i]
             out[m.name] = None if not np.isfinite(value) else float(value)
+        for m in self.measurements:
+            if m.within is not None:
+                out[f"{m.name}_vs_norm"] = verdict(m, self.values[m.name][i])
         for name, classes in self.classes.items():
             out[f"{name}_class"] = int(classes[i]) or None
+            out[f"{name}_isbi_class"] = ISBI_CLASSES[name].word(classes[i])
         return out
 
 
@@ -80,5 +92,5 @@ def analyze(landmarks: np.ndarray, names, spacing_mm, mapping: dict[str, str] | 
         if m.unit == "mm" and not np.isfinite(spacing).any():
             result.unavailable[m.name] = "in mm, and no image has a known pixel spacing"
     for name, rule in ISBI_CLASSES.items():  # 0 (unavailable) where the value is NaN
-        result.classes[name] = rule.classify(result.values[name])
+        result.classes[name] = rule.classify(result.values[rule.measure])
     return result

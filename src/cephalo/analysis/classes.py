@@ -17,8 +17,11 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Classes:
-    """``low`` / ``high``: the class-1 range; ``below`` / ``above``: the class of values outside it."""
+    """The challenge's classes of one of its measures: ``name`` is the challenge's (``FMA``), ``measure`` the column
+    of cephalo's table it classifies (``SN_GoGn``); ``low`` / ``high``: the class-1 range; ``below`` / ``above``:
+    the class of values outside it; ``names``: each class in words."""
 
+    name: str
     measure: str
     low: float
     high: float
@@ -30,19 +33,23 @@ class Classes:
         """``(N,)`` values -> ``(N,)`` int classes (0 where the value is NaN: unavailable)."""
         v = np.asarray(values, np.float64)
         out = np.where(v < self.low, self.below, np.where(v > self.high, self.above, 1))
-        if self.measure == "MW":  # 0 <= MW < 2: edge to edge (see the module docstring)
+        if self.name == "MW":  # 0 <= MW < 2: edge to edge (see the module docstring)
             out = np.where((v >= 0) & (v < self.low), 2, out)
         return np.where(np.isfinite(v), out, 0).astype(np.int64)
 
+    def word(self, code: int) -> str | None:
+        """Class ``code`` in words, as the challenge names it ("class II"); None for 0 (unavailable)."""
+        return self.names.get(int(code)) if code else None
 
-ISBI_CLASSES: dict[str, Classes] = {c.measure: c for c in (
-    Classes("ANB", 3.2, 5.7, below=3, above=2, names={1: "class I", 2: "class II", 3: "class III"}),
-    Classes("SNB", 74.6, 78.7, below=2, above=3, names={1: "normal", 2: "retrognathic", 3: "prognathic"}),
-    Classes("SNA", 79.4, 83.2, below=3, above=2, names={1: "normal", 2: "prognathic", 3: "retrognathic"}),
-    Classes("ODI", 68.4, 80.5, below=3, above=2, names={1: "normal", 2: "deep bite", 3: "open bite"}),
-    Classes("APDI", 77.6, 85.2, below=2, above=3, names={1: "normal", 2: "class II", 3: "class III"}),
-    Classes("FHI", 0.65, 0.75, below=3, above=2, names={1: "normal", 2: "short face", 3: "long face"}),
-    Classes("FMA", 26.8, 31.4, below=3, above=2, names={1: "normal", 2: "high angle", 3: "low angle"}),
-    Classes("MW", 2.0, 4.5, below=3, above=4,
+
+ISBI_CLASSES: dict[str, Classes] = {c.name: c for c in (
+    Classes("ANB", "ANB", 3.2, 5.7, below=3, above=2, names={1: "class I", 2: "class II", 3: "class III"}),
+    Classes("SNB", "SNB", 74.6, 78.7, below=2, above=3, names={1: "normal", 2: "retrognathic", 3: "prognathic"}),
+    Classes("SNA", "SNA", 79.4, 83.2, below=3, above=2, names={1: "normal", 2: "prognathic", 3: "retrognathic"}),
+    Classes("ODI", "ODI", 68.4, 80.5, below=3, above=2, names={1: "normal", 2: "deep bite", 3: "open bite"}),
+    Classes("APDI", "APDI", 77.6, 85.2, below=2, above=3, names={1: "normal", 2: "class II", 3: "class III"}),
+    Classes("FHI", "FHI", 0.65, 0.75, below=3, above=2, names={1: "normal", 2: "short face", 3: "long face"}),
+    Classes("FMA", "SN_GoGn", 26.8, 31.4, below=3, above=2, names={1: "normal", 2: "high angle", 3: "low angle"}),
+    Classes("MW", "IncisalTipDistance", 2.0, 4.5, below=3, above=4,
             names={1: "normal", 2: "edge to edge", 3: "anterior crossbite", 4: "large overjet"}),
 )}

@@ -1,4 +1,4 @@
-"""``cephalo analyze``: cephalometric measurements (SNA, SNB, ANB, FMA, ...) and the ISBI 2015 classes of every image.
+"""``cephalo analyze``: cephalometric measurements (SNA, SNB, ANB, FH_MP, ...) and the ISBI 2015 classes of every image.
 
 INPUT is a landmarks CSV (a dataset's ground truth or a predictions.csv), one image's JSON from ``cephalo predict``,
 a ``cephalo predict`` output folder, or a dataset (Aariz, ISBI 2015, CSV). Writes to --out: measurements.csv (one row per image: ``image``, one column per
@@ -61,13 +61,16 @@ def read_input(args: argparse.Namespace) -> tuple[list[str], np.ndarray, tuple[s
 
 
 def measurements_csv(images: list[str], result: Analysis) -> str:
-    columns = [m.name for m in result.measurements] + [f"{n}_class" for n in result.classes]
+    """One row per image: the values (rounded: 2 decimals, a ratio 3), each against its clinical norm in words,
+    and the ISBI classes as codes and in words (:meth:`Analysis.row`)."""
+    columns = result.columns()
+    decimals = {m.name: 3 if m.unit == "ratio" else 2 for m in result.measurements}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["image", *columns])
     for i, image in enumerate(images):
         row = result.row(i)
-        writer.writerow([image, *("" if row[c] is None else f"{row[c]:.4f}" if isinstance(row[c], float)
+        writer.writerow([image, *("" if row[c] is None else f"{row[c]:.{decimals[c]}f}" if isinstance(row[c], float)
                                   else row[c] for c in columns)])
     return buffer.getvalue()
 
@@ -105,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
                                                                   for i, image in enumerate(images)]}, indent=2))
     print(f"analyzed {what}")
     print("\n".join(summary(result)))
-    if result.missing_spacing is not None and result.missing_spacing.any() and "MW" not in result.unavailable:
+    if result.missing_spacing is not None and result.missing_spacing.any() and "IncisalTipDistance" not in result.unavailable:
         print(f"note: {int(result.missing_spacing.sum())} image(s) without a pixel spacing: their mm measurements "
               "are empty")
     print(f"wrote {args.out / 'measurements.csv'} and {args.out / 'analysis.json'}")
