@@ -76,6 +76,19 @@ def test_analyze_reads_one_image_json_of_cephalo_predict(isbi_csv, tmp_path, cap
     assert err.startswith(f"error: {image_json}: not a cephalo predict image JSON") and err.count("\n") == 1
 
 
+def test_analyze_report_draws_pages_for_corrected_landmarks(isbi_csv, tmp_path, capsys):
+    """cephalo analyze --report: a page per image of a (hand-corrected) landmarks CSV, the tracing drawn on the
+    image the CSV names; an image that cannot be read gets a page without a tracing that says why."""
+    (tmp_path / "images" / "002.jpg").unlink()
+    assert main(["analyze", str(isbi_csv), "--out", str(tmp_path / "a"), "--report", str(tmp_path / "pages")]) == 0
+    assert "report pages: " in capsys.readouterr().out
+    pages = {p.name: p.read_text() for p in (tmp_path / "pages").glob("*.html")}
+    assert set(pages) == {"000.html", "001.html", "002.html", "003.html", "index.html"}
+    assert "data:image/jpeg;base64," in pages["000.html"] and "0.1 mm/px (the CSV)" in pages["000.html"]
+    assert "No tracing: " in pages["002.html"] and "002.jpg" in pages["002.html"]
+    assert "Summary" in pages["001.html"] and "landmarks from" in pages["001.html"]
+
+
 def test_analyze_a_csv_without_spacing_reports_mm_as_unavailable(isbi_csv, tmp_path, capsys):
     text = isbi_csv.read_text().replace(",0.1,", ",,")
     (tmp_path / "nospacing.csv").write_text(text)

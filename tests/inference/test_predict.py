@@ -189,6 +189,23 @@ def test_overwrite_of_a_folder_from_before_run_json_removes_its_predictions_only
     assert sorted(p.name for p in out.iterdir()) == ["000.json", "predictions.csv", "run.json", "settings.json"]
 
 
+def test_predict_report_writes_a_page_per_image_and_an_index_that_overwrite_clears(trained, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert predict(["--checkpoint", trained["checkpoint"], trained["csv"], "--out", out, "--report"]) == 0
+    assert "report pages: " in capsys.readouterr().out
+    pages = sorted(p.name for p in (out / "report").iterdir())
+    assert pages == ["000.html", "001.html", "002.html", "003.html", "004.html", "005.html", "index.html"]
+    page = (out / "report" / "003.html").read_text()
+    assert "images/003.png" in page and "0.1 mm/px (dataset)" in page and "data:image/jpeg;base64," in page
+    assert "one stage, SHA-256" in page  # the model: its file, kind and digest
+    assert "MRE" in page and "on its own validation split" in page
+    index = (out / "report" / "index.html").read_text()
+    assert all(f"{i:03d}.html" in index for i in range(6))
+    assert predict(["--checkpoint", trained["checkpoint"], trained["csv"].parent / "images" / "000.png",
+                    "--out", out, "--overwrite"]) == 0
+    assert not (out / "report").exists()  # the earlier run's pages went with it
+
+
 def test_bad_images_are_listed_and_skipped(trained, tmp_path, capsys):
     folder = tmp_path / "mixed"
     folder.mkdir()

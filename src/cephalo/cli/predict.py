@@ -45,6 +45,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--overlay_analysis", action="store_true",
                    help="overlays (implies --overlay) also draw the analysis lines: S-N, FH, the mandibular and "
                         "palatal planes, N-Pog, A-B, the incisor axes")
+    p.add_argument("--report", action="store_true",
+                   help="also one printable page per image in --out/report/ (tracing, each analysis with its norms "
+                        "and deviations, a skeletal summary, points to check) and an index.html")
     p.add_argument("--batch_size", type=Typed(int, at_least(1)), default=4, help="images per forward pass (default 4)")
     p.add_argument("--num_workers", type=Typed(int, at_least(0)), default=2,
                    help="DataLoader workers reading images (default 2)")
@@ -132,13 +135,15 @@ def run(args: argparse.Namespace) -> int:
     summary = predict_to_folder(predictor, items, args.out, overlay=overlay, analysis_lines=args.overlay_analysis,
                                 batch_size=args.batch_size,
                                 num_workers=args.num_workers, progress=args.progress, spacing_mm=args.spacing_mm,
-                                failures=issues, provenance={"command": getattr(args, "argv", None),
+                                failures=issues, report=args.report, provenance={"command": getattr(args, "argv", None),
                                                              "model": model_record(args.checkpoint, predictor),
                                                              "tta": tta_record(predictor)})
     n, failed = len(summary.predicted), len(summary.failures)
     if n:
         outputs = f"{CSV_NAME}, {n} JSON" + (f", {summary.overlays} overlays" if overlay else "") + ", run.json"
         print(f"wrote {outputs} in {args.out}")
+        if args.report:
+            print(f"report pages: {args.out / 'report' / 'index.html'} ({summary.pages} page(s))")
         print(f"{n} images in {summary.seconds:.1f} s: {summary.images_per_s:.2f} images/s "
               f"(model {n / max(summary.model_seconds, 1e-9):.2f} images/s; batch {args.batch_size}, "
               f"{args.num_workers} workers)")

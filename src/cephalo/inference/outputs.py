@@ -40,8 +40,10 @@ from cephalo.inference.predict import (
 )
 from cephalo.inference.predictor import Predictor
 from cephalo.inference.provenance import run_record, write_run_record
+from cephalo.visualize.patient_page import page_input, write_index, write_page
 
 CSV_NAME = "predictions.csv"
+REPORT_FOLDER = "report"  # predict --report: <stem>.html per image and index.html
 
 
 @dataclass
@@ -53,6 +55,7 @@ class PredictionSummary:
     seconds: float = 0.0
     model_seconds: float = 0.0
     overlays: int = 0
+    pages: int = 0
     mre_mm: float | None = None  # against the ground truth of dataset inputs, when there is any
     truth_images: int = 0
 
@@ -143,7 +146,8 @@ def _overlay(path: Path, original: np.ndarray, landmarks: np.ndarray, names: tup
 def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Path | str, overlay: bool = False,
                       batch_size: int = 4, num_workers: int = 2, progress: bool = True,
                       spacing_mm: float | None = None, failures: list[DataIssue] | None = None,
-                      analysis_lines: bool = False, provenance: dict | None = None) -> PredictionSummary:
+                      analysis_lines: bool = False, provenance: dict | None = None,
+                      report: bool = False) -> PredictionSummary:
     """Predict ``items`` and write ``predictions.csv``, ``<stem>.json`` (and ``<stem>_overlay.jpg``, with the
     cephalometric analysis lines when ``analysis_lines``) in ``out_dir``.
 
@@ -151,7 +155,8 @@ def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Pa
     JSON files and overlays are written as the images are done (an interrupted run keeps them); the CSV, one row per
     predicted image in input order, at the end. Unreadable images are listed in the summary's ``failures`` (after
     the given ``failures``), not raised. With ``provenance`` (``command``, ``model``, ``tta``:
-    :mod:`cephalo.inference.provenance`) it also writes ``run.json``, before the first image and at the end.
+    :mod:`cephalo.inference.provenance`) it also writes ``run.json``, before the first image and at the end. With
+    ``report``, one printable page per image and an index in ``report/`` (:mod:`cephalo.visualize.patient_page`).
     """
     if spacing_mm is not None and not (math.isfinite(spacing_mm) and spacing_mm > 0):
         raise ValueError(f"--spacing_mm must be a positive number of mm per pixel, got {spacing_mm}")
@@ -170,7 +175,8 @@ def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Pa
     spacings = list(spacings)  # once per image: a header warns once
     if provenance is not None:
         outputs = [CSV_NAME] + [f"{stem}.json" for stem in stems] + (
-            [f"{stem}_overlay.jpg" for stem in stems] if overlay else [])
+            [f"{stem}_overlay.jpg" for stem in stems] if overlay else []) + (
+            [f"{REPORT_FOLDER}/{stem}.html" for stem in stems] + [f"{REPORT_FOLDER}/index.html"] if report else [])
         images = [{"image": item.key, "path": str(item.path), "output": stem, "spacing_mm": spacing,
                    "spacing_source": source} for item, stem, spacing, source in zip(items, stems, spacings, sources)]
         record = run_record(**provenance, images=images, outputs=outputs)
@@ -179,11 +185,21 @@ def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Pa
     if local is not None and (unknown := sum(s is None for s in spacings)):
         warn_stderr(f"{unknown} image(s) without a known pixel spacing: the local stage assumes "
                     f"{local.default_spacing_mm:g} mm (its training images' median); give --spacing_mm")
-    pending: deque[Future] = deque()
+    pending: deque[tuple[str, Future]] = deque()  # ("overlay" | "page", its job), oldest first
+    pages: list[dict] = []
+
+    def finish_oldest() -> None:
+        kind, job = pending.popleft()
+        if kind == "overlay":
+            job.result()
+            summary.overlays += 1
+        else:
+            pages.append(job.result())
+
     start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=2) as pool:  # overlays are drawn and encoded while the model runs
+    with ThreadPoolExecutor(max_workers=2) as pool:  # overlays and pages are drawn while the model runs
         for outcome in iter_predictions(predictor, [it.path for it in items], batch_size, num_workers, progress,
-                                        keep_originals=overlay, stats=stats, spacings=spacings):
+                                        keep_originals=overlay or report, stats=stats, spacings=spacings):
             item = items[outcome.index]
             if isinstance(outcome, ImageFailure):
                 summary.failures.append(DataIssue(item.path, outcome.message.removeprefix(f"{item.path}: ")))
@@ -196,17 +212,23 @@ def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Pa
             if truth is not None and item.spacing_mm is not None:
                 errors_mm.append(np.linalg.norm(outcome.landmarks - truth, axis=1) * item.spacing_mm)
             if overlay:
-                pending.append(pool.submit(_overlay, out_dir / f"{stem}_overlay.jpg", outcome.original,
-                                           outcome.landmarks, names, truth, analysis_lines))
-                outcome.original = None
-                while len(pending) > 2 * batch_size:  # bound the originals held in memory
-                    pending.popleft().result()
-                    summary.overlays += 1
+                pending.append(("overlay", pool.submit(_overlay, out_dir / f"{stem}_overlay.jpg", outcome.original,
+                                                       outcome.landmarks, names, truth, analysis_lines)))
+            if report:
+                page = page_input(item.key, outcome.landmarks, names, spacing, sources[outcome.index],
+                                  image=outcome.original, model=(provenance or {}).get("model"),
+                                  tta=(provenance or {}).get("tta"))
+                pending.append(("page", pool.submit(write_page, out_dir / REPORT_FOLDER, stem, page)))
+            outcome.original = None
+            while len(pending) > 2 * batch_size:  # bound the originals held in memory
+                finish_oldest()
             rows.append((item.key, outcome.landmarks, spacing))
             summary.predicted.append(item.key)
         while pending:
-            pending.popleft().result()
-            summary.overlays += 1
+            finish_oldest()
+    if report:
+        write_index(out_dir / REPORT_FOLDER, pages, f"cephalo predict: {len(pages)} image(s)")
+        summary.pages = len(pages)
     summary.seconds = time.perf_counter() - start
     summary.model_seconds = stats.model_seconds
     if rows:

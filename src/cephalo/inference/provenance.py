@@ -84,12 +84,15 @@ def clear_earlier_outputs(out_dir: Path) -> tuple[list[Path], list[Path]]:
     else:
         names = {"predictions.csv"} | {p.name for p in out_dir.glob("*_overlay.jpg")}
         names |= {p.name for p in out_dir.glob("*.json") if _is_landmark_json(p)}
-    removed = []
+    removed, root = [], out_dir.resolve()
     for name in sorted(names):
         path = out_dir / name
-        if path.parent == out_dir and path.is_file():  # names are plain file names; never follow one out
+        if root in path.resolve().parents and path.is_file():  # never follow a name out of --out
             path.unlink()
             removed.append(path)
+    for folder in {p.parent for p in removed if p.parent != out_dir}:  # report/, once emptied
+        if not any(folder.iterdir()):
+            folder.rmdir()
     return removed, earlier_outputs(out_dir)
 
 

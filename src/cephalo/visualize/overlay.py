@@ -8,6 +8,7 @@ import numpy as np
 PREDICTED = (40, 40, 255)  # BGR red
 TRUTH = (60, 220, 60)  # green
 ERROR = (0, 215, 255)  # yellow
+CHECK = (0, 176, 255)  # amber: a point flagged for checking
 LABEL_TEXT = (255, 255, 255)
 LABEL_SHADE = 0.3  # the box behind a label keeps this share of the image's brightness: dark, anatomy still faintly seen
 
@@ -31,14 +32,16 @@ def _label_cost(box, own: tuple[int, int], dots: list[tuple[int, int]], taken: l
 
 
 def draw_landmarks(image: np.ndarray, predicted: np.ndarray, names: tuple[str, ...] | list[str],
-                   truth: np.ndarray | None = None, label: bool = True) -> np.ndarray:
+                   truth: np.ndarray | None = None, label: bool = True,
+                   flagged: set[str] | None = None) -> np.ndarray:
     """A BGR copy of ``image`` (``(H, W)`` grey or ``(H, W, 3)`` BGR uint8) with the landmarks drawn.
 
     ``predicted`` and ``truth`` are ``(K, 2)`` original pixel coordinates (a NaN truth row is a landmark without
     ground truth). Predictions are red dots labelled with their names in white on a darkened box (legible on
     bright bone); each label goes to the free side of its dot, so neighbours (incisor tips, chin points) do not
     cover each other. Ground truth, when given, is a green ring joined to its prediction by a yellow error line.
-    Sizes scale with the image so that labels stay legible on large X-rays.
+    Sizes scale with the image so that labels stay legible on large X-rays. Landmarks named in ``flagged`` (points
+    to check) get a thick amber ring.
     """
     canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
     height, width = canvas.shape[:2]
@@ -83,7 +86,9 @@ def draw_landmarks(image: np.ndarray, predicted: np.ndarray, names: tuple[str, .
             roi[:] = (roi.astype(np.float32) * LABEL_SHADE).astype(np.uint8)
             cv2.putText(canvas, str(name), (x0 + pad, y1 - pad - base), font, font_scale, LABEL_TEXT, thick, cv2.LINE_AA)
 
-    for p in predicted:  # dots last: nothing covers where a landmark is
+    for p, name in zip(predicted, names):  # dots last: nothing covers where a landmark is
         if finite(p):
+            if flagged and name in flagged:
+                cv2.circle(canvas, at(p), 3 * radius, CHECK, 2 * thick, cv2.LINE_AA)
             cv2.circle(canvas, at(p), radius, PREDICTED, -1, cv2.LINE_AA)
     return canvas
