@@ -82,7 +82,7 @@ def main() -> None:
             (folder / "trained").write_text("done\n")
         minutes = train_minutes(folder / "run")
         cephalo("predict", "--checkpoint", str(folder / "run" / "best.pt"), *data[1:], "--split", held_out,
-                "--out", str(folder / "predictions"), "--no_progress")
+                "--out", str(folder / "predictions"), "--no_progress", "--overwrite")
         names, predicted = read_predictions(folder / "predictions" / "predictions.csv")
         records = load_records(DatasetSpec(args.dataset_path, seed=args.seed, **{option: (k, args.folds)}), held_out)
         report = score_predictions(records, names, predicted).report
