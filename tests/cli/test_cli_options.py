@@ -76,6 +76,7 @@ ROWS = {
     "--local_warmup_epochs": ("-1", "must be at least 0"),
     "--local_weight_decay": ("-0.1", "must be at least 0"),
     "--global_share": ("1", "must be in [0.05, 0.95]"),
+    "--flag_share": ("0.9", "must be in [0.01, 0.5]"),
 }
 # (command, flag) -> row, where the same flag means another thing
 OVERRIDES = {
@@ -85,6 +86,8 @@ OVERRIDES = {
     ("baseline", "--out"): ("{folder}", "is a folder, not a file"),
     ("export", "--out"): ("{folder}", "is a folder, not a file"),
     ("evaluate", "--output"): ("{folder}", "is a folder, not a file"),
+    ("calibrate", "--out"): ("{folder}", "is a folder, not a file"),
+    ("calibrate", "--predictions"): ("{missing}", "no such file or folder"),
 }
 
 
@@ -127,6 +130,7 @@ def required_args(command: str, paths: dict) -> list[str]:
     return {"predict": [paths["file"], "--checkpoint", paths["file"], "--out", paths["folder"]],
             "evaluate": ["--predictions", paths["file"]],
             "export": ["--checkpoint", paths["file"]],
+            "calibrate": ["--checkpoint", paths["file"], "--predictions", paths["folder"]],
             "analyze": [paths["file"], "--out", paths["folder"]],
             "baseline": ["--out", str(Path(paths["folder"]) / "p.csv")]}.get(command, [])
 

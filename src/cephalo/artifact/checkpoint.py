@@ -24,6 +24,10 @@ the stages trained before it: ``{"global": state_dict}``. One-stage checkpoints 
 cephalo versions read. :class:`TrainedStage` is where inference finds each model. Since 2026-12-05 every stage
 trains through one loop: a local stage's ``progress`` has the global stage's counters (a resumed stage goes on at
 the micro-batch it stopped at) and its ``config`` the ``--local_*`` options; files of both kinds read alike.
+
+Optional in any version: ``calibration``, the error calibration ``cephalo calibrate`` adds
+(:class:`~cephalo.artifact.calibration.ErrorCalibration` as a dict); files without it predict without expected
+errors, and older cephalo versions ignore it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cephalo.artifact.calibration import ErrorCalibration
 from cephalo.atomic import atomic_open
 from cephalo.codec.patches import PatchGeometry
 from cephalo.preprocessing.normalize import GREY_MEAN, GREY_STD
@@ -357,6 +362,26 @@ class Checkpoint:
     def save(self, path: Path) -> None:
         """This checkpoint, as it is, written atomically to ``path``."""
         save_checkpoint(path, self.state)
+
+    @property
+    def calibration(self) -> ErrorCalibration | None:
+        """The error calibration stored with the model (``cephalo calibrate``), if any."""
+        data = self.state.get("calibration")
+        if data is None:
+            return None
+        try:
+            return ErrorCalibration.from_dict(data)
+        except (TypeError, KeyError, ValueError) as e:
+            raise ValueError(f"{self.path}: its error calibration is damaged ({e}); run cephalo calibrate "
+                             "again") from None
+
+    def with_calibration(self, calibration: ErrorCalibration) -> Checkpoint:
+        """This checkpoint with ``calibration`` stored in it (the landmark names must be the model's)."""
+        names = tuple(self.stage().spec.landmark_names)
+        if tuple(calibration.landmark_names) != names:
+            raise ValueError(f"{self.path}: the calibration is for the landmarks "
+                             f"{', '.join(calibration.landmark_names)}, the model predicts {', '.join(names)}")
+        return Checkpoint(self.path, {**self.state, "calibration": calibration.to_dict()})
 
     def global_only(self) -> Checkpoint:
         """The checkpoint of its global model alone (format 2): itself when it holds no other stage, else the global

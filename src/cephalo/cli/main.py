@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from cephalo import __version__
-from cephalo.cli import analyze, baseline, bench, doctor, evaluate, export, predict, prepare
+from cephalo.cli import analyze, baseline, bench, calibrate, doctor, evaluate, export, predict, prepare
 from cephalo.cli.errors import report_errors, strip_debug
 from cephalo.flags import Parser
 
@@ -18,7 +18,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"cephalo {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     subparsers.add_parser("train", help="train a landmark detector (cephalo train --help)", add_help=False)
-    for module in (predict, evaluate, analyze, export, prepare, baseline, bench, doctor):
+    for module in (predict, evaluate, analyze, calibrate, export, prepare, baseline, bench, doctor):
         module.add_parser(subparsers)
     return parser
 

@@ -102,6 +102,52 @@ def read_landmark_json(path: Path | str) -> LandmarkTable:
     return LandmarkTable(path, tuple(entries), [image], points[None], [spacing])
 
 
+@dataclass(frozen=True, eq=False)
+class PredictedFolder:
+    """A ``cephalo predict`` output folder read back whole: each image's landmarks ``(K, 2)`` and heatmap peaks
+    ``(K,)`` by its ``predictions.csv`` key, landmarks named ``names``."""
+
+    path: Path
+    names: tuple[str, ...]
+    landmarks: dict[str, np.ndarray]
+    peaks: dict[str, np.ndarray]
+
+
+def read_predicted_folder(folder: Path | str) -> PredictedFolder:
+    """Read a predict folder through its ``run.json`` (which maps each key to its ``<stem>.json``); ``ValueError``
+    naming the folder and what is missing."""
+    import json
+
+    folder = Path(folder)
+    try:
+        record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        images = [(e["image"], e["output"]) for e in record["images"]]
+    except FileNotFoundError:
+        raise ValueError(f"{folder}: no run.json (predict it again with this cephalo version: run.json maps the "
+                         "rows of predictions.csv to their per-image JSON files)") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{folder}/run.json: not a cephalo predict record ({e})") from None
+    names, landmarks, peaks = None, {}, {}
+    for key, stem in images:
+        path = folder / f"{stem}.json"
+        if not path.is_file():
+            continue  # an image that failed, or a run stopped part way: run.json lists what it meant to write
+        table = read_landmark_json(path)
+        content = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            peak = np.array([float(e["confidence"]) for e in content["landmarks"].values()], np.float64)
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{path}: every landmark needs its confidence (the heatmap peak)") from None
+        if names is not None and table.names != names:
+            raise ValueError(f"{path}: landmarks {', '.join(table.names)}, the folder's others have "
+                             f"{', '.join(names)}")
+        names = table.names
+        landmarks[key], peaks[key] = table.landmarks[0], peak
+    if names is None:
+        raise ValueError(f"{folder}: none of the images run.json lists has its JSON file")
+    return PredictedFolder(folder, names, landmarks, peaks)
+
+
 def read_predictions(path: Path | str) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
     """Landmark names and ``{image: landmarks (K, 2)}`` from a predictions CSV; lists every bad row at once."""
     table = read_landmark_table(path)

@@ -19,6 +19,8 @@ from pathlib import Path, PurePath
 import numpy as np
 
 from cephalo.analysis.analyze import analyze
+from cephalo.analysis.uncertainty import unstable_readings
+from cephalo.artifact.calibration import ErrorCalibration
 from cephalo.atomic import write_text
 from cephalo.datasets.csv_dataset import write_landmarks_csv
 from cephalo.datasets.issues import DataIssue
@@ -44,6 +46,18 @@ from cephalo.visualize.patient_page import page_input, write_index, write_page
 
 CSV_NAME = "predictions.csv"
 REPORT_FOLDER = "report"  # predict --report: <stem>.html per image and index.html
+CHECKS_NAME = "checks.csv"  # with a calibrated model: every landmark's expected error and whether to check it
+
+
+def write_checks_csv(path: Path, rows: list[list]) -> None:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["image", "landmark", "x", "y", "expected_error_mm", "check"])
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
 
 
 @dataclass
@@ -56,6 +70,7 @@ class PredictionSummary:
     model_seconds: float = 0.0
     overlays: int = 0
     pages: int = 0
+    flagged: int = 0  # points to check (a calibrated model)
     mre_mm: float | None = None  # against the ground truth of dataset inputs, when there is any
     truth_images: int = 0
 
@@ -87,18 +102,37 @@ def output_stems(items: list[InputImage]) -> list[str]:
 
 
 def landmark_json(item: InputImage, result: ImageResult, names: tuple[str, ...], spacing_mm: float | None,
-                  spacing_source: str | None = None) -> dict:
-    """One image's JSON: its landmarks (original pixels, confidence, mm where the spacing is known) and its
-    cephalometric measurements (None where unavailable, with the reasons) and ISBI classes."""
+                  spacing_source: str | None = None, calibration: ErrorCalibration | None = None) -> dict:
+    """One image's JSON: its landmarks (original pixels, confidence, mm where the spacing is known; with a
+    ``calibration`` each one's expected error and whether to check it, the points to check and the readings that
+    could change within those errors) and its cephalometric measurements (None where unavailable, with the
+    reasons), norm verdicts and ISBI classes."""
     analysis = analyze(result.landmarks[None], names, [spacing_mm])
+    expected = None if calibration is None else calibration.expected_error_mm(result.confidence)
     landmarks = {}
-    for name, (x, y), c in zip(names, result.landmarks, result.confidence):
+    for k, (name, (x, y), c) in enumerate(zip(names, result.landmarks, result.confidence)):
         entry = {"x": round(float(x), 3), "y": round(float(y), 3), "confidence": round(float(c), 4)}
         if spacing_mm is not None:
             entry.update(x_mm=round(float(x) * spacing_mm, 3), y_mm=round(float(y) * spacing_mm, 3))
+        if expected is not None:
+            entry.update(expected_error_mm=round(float(expected[k]), 2),
+                         check=bool(expected[k] > calibration.threshold_mm))
         landmarks[name] = entry
-    return {"image": str(item.path), "image_size": list(result.image_size), "spacing_mm": spacing_mm,
-            "spacing_source": spacing_source, "landmarks": landmarks, "measurements": analysis.row(0), "unavailable": analysis.unavailable}
+    out = {"image": str(item.path), "image_size": list(result.image_size), "spacing_mm": spacing_mm,
+           "spacing_source": spacing_source, "landmarks": landmarks, "measurements": analysis.row(0),
+           "unavailable": analysis.unavailable}
+    if expected is not None:
+        out["checks"] = [{"landmark": n, "expected_error_mm": e} for n, e in points_to_check(names, expected,
+                                                                                            calibration)]
+        out["unstable_readings"] = unstable_readings(result.landmarks, names, spacing_mm, expected)
+        out["calibration"] = {"threshold_mm": round(calibration.threshold_mm, 2), "source": calibration.source}
+    return out
+
+
+def points_to_check(names, expected: np.ndarray, calibration: ErrorCalibration) -> list[tuple[str, float]]:
+    """The landmarks whose expected error is above the calibration's threshold, largest first."""
+    flagged = [(str(n), round(float(e), 2)) for n, e in zip(names, expected) if e > calibration.threshold_mm]
+    return sorted(flagged, key=lambda pair: -pair[1])
 
 
 def image_spacing(item: InputImage, spacing_mm: float | None,
@@ -135,11 +169,11 @@ def _check_dicom_support(items: list[InputImage]) -> None:
 
 
 def _overlay(path: Path, original: np.ndarray, landmarks: np.ndarray, names: tuple[str, ...],
-             truth: np.ndarray | None, analysis_lines: bool) -> None:
+             truth: np.ndarray | None, analysis_lines: bool, flagged: set[str] | None = None) -> None:
     from cephalo.visualize.analysis_lines import draw_analysis_lines
     from cephalo.visualize.overlay import draw_landmarks
 
-    canvas = draw_landmarks(original, landmarks, names, truth=truth)
+    canvas = draw_landmarks(original, landmarks, names, truth=truth, flagged=flagged)
     write_image(path, draw_analysis_lines(canvas, landmarks, names) if analysis_lines else canvas)
 
 
@@ -174,7 +208,8 @@ def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Pa
     spacings, sources = zip(*[spacing_and_source(item, spacing_mm) for item in items]) if items else ((), ())
     spacings = list(spacings)  # once per image: a header warns once
     if provenance is not None:
-        outputs = [CSV_NAME] + [f"{stem}.json" for stem in stems] + (
+        outputs = [CSV_NAME] + ([CHECKS_NAME] if getattr(predictor, "calibration", None) else []) + [
+            f"{stem}.json" for stem in stems] + (
             [f"{stem}_overlay.jpg" for stem in stems] if overlay else []) + (
             [f"{REPORT_FOLDER}/{stem}.html" for stem in stems] + [f"{REPORT_FOLDER}/index.html"] if report else [])
         images = [{"image": item.key, "path": str(item.path), "output": stem, "spacing_mm": spacing,
@@ -187,6 +222,8 @@ def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Pa
                     f"{local.default_spacing_mm:g} mm (its training images' median); give --spacing_mm")
     pending: deque[tuple[str, Future]] = deque()  # ("overlay" | "page", its job), oldest first
     pages: list[dict] = []
+    calibration = getattr(predictor, "calibration", None)
+    check_rows: list[list] = []  # checks.csv: every landmark's expected error, with a calibrated model
 
     def finish_oldest() -> None:
         kind, job = pending.popleft()
@@ -206,18 +243,26 @@ def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Pa
                 continue
             spacing = spacings[outcome.index]
             stem = stems[outcome.index]
-            write_text(out_dir / f"{stem}.json", json.dumps(landmark_json(item, outcome, names, spacing,
-                                                                                 sources[outcome.index]), indent=2))
+            image_json = landmark_json(item, outcome, names, spacing, sources[outcome.index], calibration)
+            write_text(out_dir / f"{stem}.json", json.dumps(image_json, indent=2))
+            checks = None if calibration is None else [(c["landmark"], c["expected_error_mm"])
+                                                        for c in image_json["checks"]]
+            if checks is not None:
+                check_rows += [[item.key, n, f"{outcome.landmarks[k][0]:.3f}", f"{outcome.landmarks[k][1]:.3f}",
+                                image_json["landmarks"][n]["expected_error_mm"],
+                                int(image_json["landmarks"][n]["check"])] for k, n in enumerate(names)]
             truth = aligned_truth(item, names)
             if truth is not None and item.spacing_mm is not None:
                 errors_mm.append(np.linalg.norm(outcome.landmarks - truth, axis=1) * item.spacing_mm)
             if overlay:
+                flagged = {n for n, _ in checks} if checks else None
                 pending.append(("overlay", pool.submit(_overlay, out_dir / f"{stem}_overlay.jpg", outcome.original,
-                                                       outcome.landmarks, names, truth, analysis_lines)))
+                                                       outcome.landmarks, names, truth, analysis_lines, flagged)))
             if report:
                 page = page_input(item.key, outcome.landmarks, names, spacing, sources[outcome.index],
                                   image=outcome.original, model=(provenance or {}).get("model"),
-                                  tta=(provenance or {}).get("tta"))
+                                  tta=(provenance or {}).get("tta"), checks=checks,
+                                  flagged_measures=(image_json.get("unstable_readings") or []))
                 pending.append(("page", pool.submit(write_page, out_dir / REPORT_FOLDER, stem, page)))
             outcome.original = None
             while len(pending) > 2 * batch_size:  # bound the originals held in memory
@@ -234,6 +279,9 @@ def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Pa
     if rows:
         summary.csv_path = out_dir / CSV_NAME
         write_landmarks_csv(summary.csv_path, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], names)
+    if check_rows:
+        write_checks_csv(out_dir / CHECKS_NAME, check_rows)
+        summary.flagged = sum(row[-1] for row in check_rows)
     if errors_mm:
         summary.mre_mm = float(np.nanmean(np.concatenate(errors_mm)))
         summary.truth_images = len(errors_mm)

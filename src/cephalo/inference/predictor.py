@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from cephalo.artifact.calibration import ErrorCalibration
 from cephalo.artifact.checkpoint import StageSpec
 from cephalo.codec import HeatmapCodec
 from cephalo.inference.tta import NO_TTA, TestTimeAugmentation
@@ -31,6 +32,7 @@ class Predictor:
         self.codec = HeatmapCodec(spec.image_size, stride=spec.stride, sigma=spec.sigma)
         self.tta: TestTimeAugmentation | None = None  # predict each image as several views (cephalo.inference.tta)
         self.validation: dict | None = None  # the figures the model was kept for (Checkpoint.validation)
+        self.calibration: ErrorCalibration | None = None  # expected errors from peaks (cephalo calibrate)
 
     def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 1, H, W)`` uint8 letterboxed images -> ``(B, K, H / stride, W / stride)`` float32 heatmaps."""

@@ -40,6 +40,7 @@ class TorchPredictor(Predictor):
         local = load_trained_model(checkpoint, LOCAL) if checkpoint.has(LOCAL) else None
         super().__init__(stage.spec, local[1].spec if local else None)
         self.validation = checkpoint.validation()
+        self.calibration = checkpoint.calibration
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         # fp16 on CUDA, bf16 on CPU: inference needs no GradScaler, and heatmaps are decoded in float32 anyway

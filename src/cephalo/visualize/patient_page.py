@@ -21,7 +21,7 @@ import numpy as np
 import cephalo
 from cephalo.analysis.analyze import Analysis, analyze
 from cephalo.analysis.classes import ISBI_CLASSES
-from cephalo.analysis.measures import Measurement, deviation_sd, verdict
+from cephalo.analysis.measures import BY_NAME, Measurement, deviation_sd, verdict
 from cephalo.analysis.summary import format_value, skeletal_summary
 from cephalo.atomic import write_text
 
@@ -176,9 +176,18 @@ def _checks_box(page: PageInput) -> str:
         body = "<ul>" + "".join(f"<li><b>{escape(name)}</b>: estimated error {error:.1f} mm</li>"
                                 for name, error in page.checks) + "</ul>"
     if page.flagged_measures:
-        body += ("<p>Their uncertainty could change the class of: " + escape(", ".join(page.flagged_measures))
-                 + ".</p>")
+        body += ("<p>Within the landmarks' expected errors these readings could change: "
+                 + escape("; ".join(_reading_name(r) for r in page.flagged_measures)) + ".</p>")
     return f"<div class='box check'><h2>Points to check</h2>{body}</div>"
+
+
+def _reading_name(reading: str) -> str:
+    """``"SN_MP: vs norm"`` -> ``"SN to mandibular plane (against its norm)"``; ``"ANB: ISBI class"`` -> ``"ANB
+    (ISBI class)"``."""
+    name, _, kind = reading.partition(": ")
+    if kind == "vs norm" and name in BY_NAME:
+        return f"{BY_NAME[name].title} (against its norm)"
+    return f"{name} ({kind})" if kind else reading
 
 
 def _why_unavailable(page: PageInput, m: Measurement) -> str:
