@@ -104,7 +104,7 @@ def test_predict_a_folder_of_images(trained, tmp_path, capsys):
     s = data["landmarks"]["S"]
     assert set(s) == {"x", "y", "confidence"} and 0 <= s["x"] <= 63 and 0 <= s["y"] <= 79
     overlay = read_grey(out / "000_overlay.jpg")
-    assert overlay.shape == (80, 64)
+    assert overlay.shape[1] == 64 and overlay.shape[0] > 80  # the image under a title strip
     # the predictions CSV scores against the dataset (rows matched by path)
     records = load_records(DatasetSpec(str(trained["csv"])), "all")
     report = score_predictions(records, names, predicted).report

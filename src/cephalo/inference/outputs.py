@@ -169,19 +169,33 @@ def _check_dicom_support(items: list[InputImage]) -> None:
 
 
 def _overlay(path: Path, original: np.ndarray, landmarks: np.ndarray, names: tuple[str, ...],
-             truth: np.ndarray | None, analysis_lines: bool, flagged: set[str] | None = None) -> None:
-    from cephalo.visualize.analysis_lines import draw_analysis_lines
-    from cephalo.visualize.overlay import draw_landmarks
+             truth: np.ndarray | None, analysis_lines: bool, flagged: set[str] | None = None, title: str | None = None,
+             values: list[str] | None = None) -> None:
+    from cephalo.visualize.overlay import draw_overlay
 
-    canvas = draw_landmarks(original, landmarks, names, truth=truth, flagged=flagged)
-    write_image(path, draw_analysis_lines(canvas, landmarks, names) if analysis_lines else canvas)
+    write_image(path, draw_overlay(original, landmarks, names, truth=truth, flagged=flagged, lines=analysis_lines,
+                                   title=title, values=values))
+
+
+def value_lines(measurements: dict) -> list[str]:
+    """The overlay's panel: each available measurement with its unit and its verdict against the norm."""
+    from cephalo.analysis.measures import MEASUREMENTS
+    from cephalo.analysis.summary import format_value
+
+    lines = []
+    for m in MEASUREMENTS:
+        value = measurements.get(m.name)
+        if value is not None:
+            verdict = measurements.get(f"{m.name}_vs_norm")
+            lines.append(f"{m.name} {format_value(m.name, value)}" + (f"  {verdict}" if verdict else ""))
+    return lines
 
 
 def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Path | str, overlay: bool = False,
                       batch_size: int = 4, num_workers: int = 2, progress: bool = True,
                       spacing_mm: float | None = None, failures: list[DataIssue] | None = None,
                       analysis_lines: bool = False, provenance: dict | None = None,
-                      report: bool = False) -> PredictionSummary:
+                      report: bool = False, overlay_values: bool = False) -> PredictionSummary:
     """Predict ``items`` and write ``predictions.csv``, ``<stem>.json`` (and ``<stem>_overlay.jpg``, with the
     cephalometric analysis lines when ``analysis_lines``) in ``out_dir``.
 
@@ -256,8 +270,10 @@ def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Pa
                 errors_mm.append(np.linalg.norm(outcome.landmarks - truth, axis=1) * item.spacing_mm)
             if overlay:
                 flagged = {n for n, _ in checks} if checks else None
-                pending.append(("overlay", pool.submit(_overlay, out_dir / f"{stem}_overlay.jpg", outcome.original,
-                                                       outcome.landmarks, names, truth, analysis_lines, flagged)))
+                pending.append(("overlay", pool.submit(
+                    _overlay, out_dir / f"{stem}_overlay.jpg", outcome.original, outcome.landmarks, names, truth,
+                    analysis_lines, flagged, item.key, value_lines(image_json["measurements"]) if overlay_values
+                    else None)))
             if report:
                 page = page_input(item.key, outcome.landmarks, names, spacing, sources[outcome.index],
                                   image=outcome.original, model=(provenance or {}).get("model"),

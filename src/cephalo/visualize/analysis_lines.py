@@ -1,9 +1,14 @@
-"""The lines of a cephalometric analysis drawn on an overlay: S-N, Frankfort horizontal, the mandibular and palatal
-planes, the facial line N-Pog, the A-B line and the incisor axes, each where its two landmarks exist."""
+"""The lines of a cephalometric analysis on an overlay: S-N, Frankfort horizontal, the mandibular and palatal
+planes, the facial line N-Pog, the A-B line and the incisor axes, each where its two landmarks exist.
+
+:func:`analysis_lines` is the geometry (which lines, where, and which cannot be drawn and why);
+:func:`cephalo.visualize.overlay.draw_overlay` draws them and places their labels with the landmarks' own.
+"""
 
 from __future__ import annotations
 
-import cv2
+from dataclasses import dataclass
+
 import numpy as np
 
 ANALYSIS_LINES = (  # (from, to, label, BGR colour)
@@ -18,21 +23,30 @@ ANALYSIS_LINES = (  # (from, to, label, BGR colour)
 )
 
 
-def draw_analysis_lines(canvas: np.ndarray, landmarks: np.ndarray, names, extend: float = 0.15) -> np.ndarray:
-    """Draw the lines on the BGR ``canvas`` (in place; returned) from ``landmarks (K, 2)`` original pixels named
-    ``names``; each line runs ``extend`` of its length past both landmarks, so the angles between lines show."""
+@dataclass(frozen=True)
+class Line:
+    label: str
+    start: tuple[float, float]  # extended past both landmarks
+    end: tuple[float, float]
+    colour: tuple[int, int, int]
+
+
+def analysis_lines(landmarks: np.ndarray, names, extend: float = 0.15) -> tuple[list[Line], list[str]]:
+    """``landmarks (K, 2)`` original pixels named ``names`` -> the lines to draw (each ``extend`` of its length
+    past both landmarks, so the angles between lines show) and, for each line that cannot be drawn, why
+    (``"U1: the landmark set has no UIA"``)."""
     index = {n: k for k, n in enumerate(names)}
-    unit = max(canvas.shape[:2]) / 1000.0
-    thick, font_scale = max(1, round(1.2 * unit)), max(0.35, 0.45 * unit)
+    lines, missing = [], []
     for start, end, label, colour in ANALYSIS_LINES:
-        if start not in index or end not in index:
+        absent = [n for n in (start, end) if n not in index]
+        if absent:
+            missing.append(f"{label}: the landmark set has no {', '.join(absent)}")
             continue
         a, b = np.asarray(landmarks[index[start]], np.float64), np.asarray(landmarks[index[end]], np.float64)
         if not (np.isfinite(a).all() and np.isfinite(b).all()):
+            missing.append(f"{label}: {start} or {end} is missing on this image")
             continue
         d = (b - a) * extend
         p, q = a - d, b + d
-        cv2.line(canvas, (round(p[0]), round(p[1])), (round(q[0]), round(q[1])), colour, thick, cv2.LINE_AA)
-        cv2.putText(canvas, label, (round(q[0]) + 4, round(q[1])), cv2.FONT_HERSHEY_SIMPLEX, font_scale, colour,
-                    thick, cv2.LINE_AA)
-    return canvas
+        lines.append(Line(label, (float(p[0]), float(p[1])), (float(q[0]), float(q[1])), colour))
+    return lines, missing

@@ -95,11 +95,9 @@ def page_input(title: str, landmarks: np.ndarray, names, spacing_mm: float | Non
 def tracing_jpeg(image: np.ndarray, landmarks: np.ndarray, names, checks: list[tuple[str, float]] | None) -> bytes:
     """The tracing the page embeds: landmarks, labels and analysis lines drawn on the image, the points to check
     ringed, downscaled to at most :data:`PAGE_PIXELS` on its longer side."""
-    from cephalo.visualize.analysis_lines import draw_analysis_lines
-    from cephalo.visualize.overlay import draw_landmarks
+    from cephalo.visualize.overlay import draw_overlay
 
-    flagged = {name for name, _ in checks or ()}
-    canvas = draw_analysis_lines(draw_landmarks(image, landmarks, names, flagged=flagged), landmarks, names)
+    canvas = draw_overlay(image, landmarks, names, flagged={name for name, _ in checks or ()}, lines=True)
     scale = PAGE_PIXELS / max(canvas.shape[:2])
     if scale < 1:
         canvas = cv2.resize(canvas, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
