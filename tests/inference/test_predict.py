@@ -124,8 +124,13 @@ def test_predict_a_csv_dataset_then_evaluate(trained, tmp_path, capsys):
     s = data["landmarks"]["S"]
     assert s["x_mm"] == pytest.approx(s["x"] * 0.1, abs=2e-3) and s["y_mm"] == pytest.approx(s["y"] * 0.1, abs=2e-3)
     assert len(list(out.glob("*_overlay.jpg"))) == 6
-    assert main(["evaluate", "--dataset_path", str(trained["csv"]), "--predictions", str(out / "predictions.csv")]) == 0
+    assert main(["evaluate", "--dataset_path", str(trained["csv"]), "--predictions", str(out / "predictions.csv"),
+                 "--report", str(tmp_path / "report")]) == 0
     assert "MRE" in capsys.readouterr().out
+    evaluated = json.loads((out / "predictions.eval.json").read_text())  # where the predictions came from
+    assert evaluated["prediction_run"]["model"]["sha256"] == json.loads((out / "run.json").read_text())["model"][
+        "sha256"]
+    assert "SHA-256" in (tmp_path / "report" / "report.html").read_text()
 
 
 def test_predicts_hint_is_the_evaluate_command_that_scores_the_same_images(trained, tmp_path, capsys):

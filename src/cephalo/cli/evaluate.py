@@ -16,6 +16,7 @@ from cephalo.evaluation.analysis import compare_measurements, format_comparison
 from cephalo.evaluation.evaluate import score_predictions
 from cephalo.evaluation.predictions import read_landmark_table
 from cephalo.flags import Typed
+from cephalo.inference.provenance import read_run_record
 from cephalo.metrics import format_report
 
 
@@ -62,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
               "scores hold, but mm figures the predictions came with (analysis, reports) are off for them; all are "
               "listed in the report's spacing_mismatch", file=sys.stderr)
     report.update(dataset=str(spec.path), split=split, predictions=str(args.predictions))
+    if (run := read_run_record(args.predictions.parent)) is not None:  # where the predictions came from
+        report["prediction_run"] = {k: run.get(k) for k in ("cephalo", "created", "command", "model", "tta")}
     print(format_report(report))
     if args.analysis:
         spacing = [records[i].spacing_mm for i in evaluation.record_indices]

@@ -98,6 +98,13 @@ def _intro(report: dict, when: str, n_images: int, names: tuple[str, ...]) -> li
         ("images without prediction", _listing(report.get("missing", []))),
         ("prediction rows matching no image", _listing(report.get("unmatched_predictions", []))),
     ]
+    run = report.get("prediction_run")  # the run.json cephalo predict wrote beside the predictions, if any
+    if run:
+        model = run.get("model") or {}
+        meta += [("model", _path_span(model.get("path", "")) + escape(f" ({model.get('kind', '')}, SHA-256 "
+                                                                     f"{str(model.get('sha256', ''))[:12]})")),
+                 ("predicted with", escape(f"cephalo {run.get('cephalo', '?')}, {run.get('created', '')}"
+                                           + (", test-time augmentation" if run.get("tta") else "")))]
     return [
         "<h1>Landmark detection report</h1>",
         f'<p class="sub">cephalo evaluate, {when}. Errors are radial, in mm, measured in each image\'s original '
