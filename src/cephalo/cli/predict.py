@@ -63,7 +63,7 @@ def add_parser(subparsers) -> None:
                    help="test-time augmentation, landmarks averaged in the image's pixels: a one-stage model sees 7 "
                         "views of each image (shifts of half a heatmap pixel, scales 0.95 and 1.05), a two-stage "
                         "model's local stage also starts 0.5 mm left, right, up and down; about 3-5x the time "
-                        "(5-fold CV: lower or equal MRE on every fold, benchmarks/tta_cv.md)")
+                        "(5-fold CV on ISBI 2015: lower or equal MRE on every fold)")
     p.add_argument("--spacing_mm", type=Typed(float, above(0)),
                    help="pixel spacing (mm per pixel) of images whose spacing no dataset gives (it wins over a DICOM "
                         "header's): adds mm to the JSON and the mm measurements")
