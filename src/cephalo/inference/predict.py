@@ -50,19 +50,25 @@ class LetterboxedImages(Dataset):
     def __getitem__(self, index: int) -> dict:
         path = self.paths[index]
         try:
-            image = read_grey(path)
-            letterbox = Letterbox(tuple(image.shape), self.image_size)
-            sample = {"index": index, "image": torch.from_numpy(letterbox.apply(image))[None], "letterbox": letterbox}
-            if self.keep_original:
-                sample["original"] = torch.from_numpy(image)
-            if self.patch_mm is not None:
-                rescale = Rescale(tuple(image.shape), self.spacings[index] or self.default_spacing_mm, self.patch_mm)
-                sample["scaled"] = (torch.from_numpy(rescale.apply(image)), rescale)
-            return sample
+            return image_sample(read_grey(path), index, self.image_size, self.keep_original, self.patch_mm,
+                                self.spacings[index] or self.default_spacing_mm)
         except ImageReadError as e:
             return {"index": index, "error": str(e)}
         except Exception as e:  # noqa: BLE001 -- e.g. an image too large for OpenCV or for memory: report it, go on with the rest
             return {"index": index, "error": f"{path}: {type(e).__name__}: {e}"}
+
+
+def image_sample(image: np.ndarray, index: int, image_size: tuple[int, int], keep_original: bool = False,
+                 patch_mm: float | None = None, spacing_mm: float | None = None) -> dict:
+    """One greyscale uint8 image ``(h, w)`` as a sample of :class:`LetterboxedImages`."""
+    letterbox = Letterbox(tuple(image.shape), image_size)
+    sample = {"index": index, "image": torch.from_numpy(letterbox.apply(image))[None], "letterbox": letterbox}
+    if keep_original:
+        sample["original"] = torch.from_numpy(image)
+    if patch_mm is not None:
+        rescale = Rescale(tuple(image.shape), spacing_mm, patch_mm)
+        sample["scaled"] = (torch.from_numpy(rescale.apply(image)), rescale)
+    return sample
 
 
 def collate_images(samples: list[dict]) -> dict:
