@@ -29,10 +29,12 @@ def commands_in(text: str) -> list[str]:
     """The commands written in ``text``: lines of code blocks (joined across trailing backslashes) and inline code
     spans that start with ``cephalo`` or ``python train_1024x1024.py`` (or ``python -m cephalo``)."""
     found = []
+    launcher = re.compile(r"^(?:srun )?torchrun .*?-m cephalo ", re.M)  # "torchrun --nproc_per_node 2 -m cephalo train"
+    text = "\n".join(launcher.sub("cephalo ", line) for line in text.splitlines())
     starts = re.compile(r"^(?:\$ )?(?:python -m cephalo|cephalo|python train_1024x1024\.py)(?: |$)")
     blocks = re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S)
     for block in blocks:
-        for line in block.replace("\\\n", " ").splitlines():
+        for line in launcher.sub("cephalo ", block.replace("\\\n", " ")).splitlines():
             for part in re.split(r"\s(?:&&|\|\|?|;)\s", line.strip()):  # "pip install ... && cephalo train ..."
                 if starts.match(part.strip()):
                     found.append(part.strip())
@@ -145,3 +147,37 @@ def test_the_checks_fail_on_planted_errors(parsers):
     assert problems_of("python train_1024x1024.py --image_size 1024 1024 --use_ema", parsers) == []
     assert "benchmarks/nowhere.md" in paths_in("see `benchmarks/nowhere.md`")
     assert not (ROOT / "benchmarks/nowhere.md").exists()
+
+
+PICTURES = ("learning_curve.png", "overlay.png", "patient_page.png")  # made by benchmarks/docs_pictures.py
+
+
+def test_the_docs_pictures_exist():
+    for name in PICTURES:
+        data = (ROOT / "docs" / "images" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
+
+
+def test_the_built_site_loads_in_a_browser_with_no_console_error_or_missing_image(tmp_path):
+    """Every page of `mkdocs build --strict`, opened in headless Chromium: no console error, no resource that fails
+    to load (an image, a script of the theme)."""
+    import shutil
+    import subprocess
+
+    mkdocs = shutil.which("mkdocs")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if mkdocs is None or chromium is None:
+        pytest.skip("needs the docs extra (mkdocs) and headless Chromium")
+    site = tmp_path / "site"
+    subprocess.run([mkdocs, "build", "--strict", "--quiet", "-d", str(site)], cwd=ROOT, check=True, timeout=300)
+    pages = sorted(site.glob("**/index.html"))
+    assert len(pages) >= 10
+    for page in pages:
+        done = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+                               "--v=0", "--virtual-time-budget=3000", "--dump-dom", page.as_uri()],
+                              capture_output=True, text=True, timeout=120)
+        errors = [line for line in done.stderr.splitlines()
+                  if "CONSOLE" in line and ("ERROR" in line or "Uncaught" in line) or "Failed to load" in line
+                  or "net::ERR_FILE_NOT_FOUND" in line]
+        assert not errors, f"{page.relative_to(site)}: {errors[:3]}"
+        assert "<article" in done.stdout, page

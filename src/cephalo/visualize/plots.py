@@ -139,3 +139,29 @@ def plot_error_distribution(errors_mm: np.ndarray, path: Path | str, thresholds_
     fig.tight_layout()
     _save(plt, fig, Path(path))
     return Path(path)
+
+
+def plot_learning_curve(rows: list[dict], path: Path | str, title: str = "") -> Path:
+    """Training and validation loss (log scale) and validation MRE per epoch, from a run's ``metrics.jsonl`` rows
+    (``epoch``, ``train_loss``, ``val_loss``, ``val_mre_mm``; rows without validation are drawn where they have it)."""
+    plt = _pyplot()
+    path = Path(path)
+    epochs = [r["epoch"] for r in rows if "train_loss" in r]
+    fig, (loss_ax, mre_ax) = plt.subplots(1, 2, figsize=(9, 3.4))
+    loss_ax.plot(epochs, [r["train_loss"] for r in rows if "train_loss" in r], label="training", color="#1f4e79")
+    validated = [r for r in rows if r.get("val_loss") is not None]
+    loss_ax.plot([r["epoch"] for r in validated], [r["val_loss"] for r in validated], label="validation",
+                 color=FAIR)
+    loss_ax.set(yscale="log", xlabel="epoch", ylabel="heatmap loss (MSE)")
+    loss_ax.legend(frameon=False)
+    scored = [r for r in rows if r.get("val_mre_mm") is not None]
+    mre_ax.plot([r["epoch"] for r in scored], [r["val_mre_mm"] for r in scored], color=GOOD, marker="o", ms=3)
+    mre_ax.set(yscale="log", xlabel="epoch", ylabel="validation MRE (mm)")
+    mre_ax.axhline(2.0, color="#888", lw=0.8, ls="--")
+    for ax in (loss_ax, mre_ax):
+        ax.grid(alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    _save(plt, fig, path)
+    return path
