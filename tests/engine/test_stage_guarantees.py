@@ -1,4 +1,5 @@
-"""Every guarantee the README gives a run, proved for each stage through the one fit loop: the global stage alone,
+"""Every guarantee the docs give a run (docs/guarantees.md), proved for each stage through the one fit loop: the
+global stage alone,
 and the local stage alone (``--refine_from`` a global model trained first). Ctrl+C / SIGTERM writes the stage's
 recovery file, prints the resume command and resumes to the uninterrupted weights; SIGKILL at a random update then
 ``--resume`` does too (a real process); an out-of-memory error halves the micro-batch with the same images per

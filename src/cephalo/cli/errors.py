@@ -1,7 +1,7 @@
 """The one error reporter of every command: what a user can fix becomes one ``error:`` line with the file and the
 remedy, and a documented exit code, instead of a traceback (``--debug`` or ``CEPHALO_DEBUG=1`` shows it).
 
-Exit codes (also in the README):
+Exit codes (also in the docs, "Guarantees and exit codes"):
 
     0    done
     1    done in part, or stopped by the environment: some images could not be predicted, a file could not be
