@@ -1,6 +1,5 @@
 """Every guarantee the docs give a run (docs/guarantees.md), proved for each stage through the one fit loop: the
-global stage alone,
-and the local stage alone (``--refine_from`` a global model trained first). Ctrl+C / SIGTERM writes the stage's
+global stage alone, and the local stage alone (``--refine_from`` a global model trained first). Ctrl+C / SIGTERM writes the stage's
 recovery file, prints the resume command and resumes to the uninterrupted weights; SIGKILL at a random update then
 ``--resume`` does too (a real process); an out-of-memory error halves the micro-batch with the same images per
 update; ``--max_bad_updates`` stops a stage of non-finite updates (exit code 4); a full disk at a checkpoint or a
