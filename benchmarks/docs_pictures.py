@@ -5,7 +5,7 @@ download) and committed under docs/images/ (CI checks that they exist; it does n
 - ``overlay.png``: ``cephalo predict --overlay_analysis`` of one synthetic test image with that model;
 - ``patient_page.png``: ``cephalo predict --report``'s page of that image, screenshotted by headless Chromium.
 
-    python benchmarks/docs_pictures.py --work /tmp/docs-pictures     # about 4 minutes on a 2-core CPU
+    python benchmarks/docs_pictures.py --work /tmp/cephalo-demo     # about 4 minutes on a 2-core CPU
 """
 
 from __future__ import annotations
@@ -46,10 +46,14 @@ def main() -> int:
                 "--run_name", "main", "--no_progress")
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     plot_learning_curve(rows, args.out / "learning_curve.png", "cephalo train on the synthetic dataset (main job)")
-    image = load_records(DataOptions().dataset_spec(), "test")[0].image_path
+    source = load_records(DataOptions().dataset_spec(), "test")[0].image_path
+    image = Path("scans") / "patient_0001.png"  # a short relative name for the title strip and the page
+    (args.work / "scans").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, args.work / image)
     predictions = args.work / "predictions"
-    cephalo("predict", "--checkpoint", str(run / "best.pt"), str(image), "--spacing_mm", "0.42", "--out",
-            str(predictions), "--overlay_analysis", "--report", "--overwrite", "--no_progress")
+    subprocess.run([sys.executable, "-m", "cephalo", "predict", "--checkpoint", "runs/main/best.pt", str(image),
+                    "--spacing_mm", "0.42", "--out", "predictions", "--overlay_analysis", "--report", "--overwrite",
+                    "--no_progress"], check=True, cwd=args.work)
     overlay = cv2.imread(str(predictions / f"{image.stem}_overlay.jpg"))
     cv2.imwrite(str(args.out / "overlay.png"), overlay)
     page = predictions / "report" / f"{image.stem}.html"

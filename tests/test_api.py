@@ -5,6 +5,7 @@ score predictions, analyze them."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -63,3 +64,49 @@ def test_train_from_a_config_object(tmp_path):
                                  output_dir=str(tmp_path / "runs"), run_name="api", cache_dir=str(tmp_path / "cache"))
     result = cephalo.train(config)
     assert (result.run_dir / "best.pt").is_file()
+
+
+def python_examples(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def run_example(code: str, workdir, monkeypatch) -> None:
+    """Run a documentation example as written, in a folder holding what it names (``data.csv``, ``scan.png``,
+    ``preds/predictions.csv``), with its training made tiny (the only change: TrainConfig's sizes and epochs)."""
+    import shutil
+
+    from cephalo.engine.config import TrainConfig
+    from tests.helpers import write_csv_dataset
+
+    monkeypatch.chdir(workdir)
+    csv_path, _ = write_csv_dataset(workdir, n=6, size=(80, 64))
+    csv_path.rename(workdir / "data.csv")
+    shutil.copyfile(workdir / "images" / "000.png", workdir / "scan.png")
+    (workdir / "preds").mkdir()
+    shutil.copyfile(workdir / "data.csv", workdir / "preds" / "predictions.csv")
+    shutil.copytree(workdir / "images", workdir / "preds" / "images")
+
+    def tiny(**options):
+        return TrainConfig(**{**options, "image_size": (64, 64), "epochs": 1, "batch_size": 2, "num_workers": 0,
+                              "augmentation": "none", "progress": False, "val_fraction": 0.34,
+                              "cache_dir": str(workdir / "cache")})
+
+    monkeypatch.setattr(cephalo, "TrainConfig", tiny, raising=False)
+    exec(compile(code, "<docs example>", "exec"), {"__name__": "docs_example"})
+
+
+def test_the_api_pages_example_runs_as_written(tmp_path, monkeypatch):
+    from tests.test_docs import ROOT
+
+    examples = python_examples((ROOT / "docs" / "api.md").read_text(encoding="utf-8"))
+    assert examples, "docs/api.md has no python example"
+    for code in examples:
+        run_example(code, tmp_path, monkeypatch)
+
+
+def test_a_broken_example_fails_the_check(tmp_path, monkeypatch):
+    from tests.test_docs import ROOT
+
+    code = python_examples((ROOT / "docs" / "api.md").read_text(encoding="utf-8"))[0]
+    with pytest.raises(AttributeError, match="predict_images"):
+        run_example(code.replace("cephalo.predict_image(", "cephalo.predict_images("), tmp_path, monkeypatch)

@@ -168,13 +168,31 @@ def test_the_built_site_loads_in_a_browser_with_no_console_error_or_missing_imag
     chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if mkdocs is None or chromium is None:
         pytest.skip("needs the docs extra (mkdocs) and headless Chromium")
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
     site = tmp_path / "site"
     subprocess.run([mkdocs, "build", "--strict", "--quiet", "-d", str(site)], cwd=ROOT, check=True, timeout=300)
     pages = sorted(site.glob("**/index.html"))
     assert len(pages) >= 10
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
+    handler.log_message = lambda *a, **k: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)  # as `mkdocs serve` shows it: over HTTP, not file://
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _load_every_page(chromium, site, pages, f"http://127.0.0.1:{server.server_address[1]}/")
+    finally:
+        server.shutdown()
+
+
+def _load_every_page(chromium: str, site: Path, pages: list[Path], base: str) -> None:
+    import subprocess
+
     for page in pages:
+        url = base + page.relative_to(site).as_posix()
         done = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
-                               "--v=0", "--virtual-time-budget=3000", "--dump-dom", page.as_uri()],
+                               "--v=0", "--virtual-time-budget=2000", "--dump-dom", url],
                               capture_output=True, text=True, timeout=120)
         errors = [line for line in done.stderr.splitlines()
                   if "CONSOLE" in line and ("ERROR" in line or "Uncaught" in line) or "Failed to load" in line
