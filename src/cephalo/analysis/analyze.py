@@ -33,7 +33,7 @@ class Analysis:
         return [m for m in self.measurements if m.name not in self.unavailable]
 
     def columns(self) -> list[str]:
-        """The keys of :meth:`row`, in order."""
+        """The keys of ``row``, in order."""
         return list(self.row(0)) if len(next(iter(self.values.values()), ())) else []
 
     def row(self, i: int) -> dict:

@@ -44,7 +44,7 @@ PRESETS: dict[str, dict] = {
 
 @dataclass
 class TrainConfig(DataOptions):
-    """Every option of a training run; the data options come from :class:`DataOptions`."""
+    """Every option of a training run; the data options come from `DataOptions` (the options every command shares)."""
 
     train_split: str = option("train", "split to train on")
     val_split: str | None = option(None, "validation split (default: the dataset's 'valid', else --val_fraction of "

@@ -50,7 +50,7 @@ def score_predictions(
     Landmarks are matched by name; the predictions may hold extra landmarks. Errors are in the dataset's spacing;
     ``spacing_mm`` (``{image: mm per pixel}`` of the predictions file) names the images where the predictions were
     made with another spacing (``report["spacing_mismatch"]``: their mm figures, not these scores, are off). Returns
-    the report with the per-instance errors and coordinates behind it (an :class:`Evaluation`).
+    the report with the per-instance errors and coordinates behind it (an ``Evaluation``).
     """
     if not records:
         raise EvaluationError("the dataset split has no records to evaluate")

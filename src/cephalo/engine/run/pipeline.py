@@ -58,7 +58,7 @@ def plan(config: TrainConfig) -> list[StageKind]:
 
 def train(config: TrainConfig, model: nn.Module | None = None, given: set[str] | None = None) -> FitResult:
     """Run the stages ``config`` asks for. ``model`` replaces the global one ``config.model`` names (tests use tiny
-    ones); ``given``: the options set on the command line (see :func:`~cephalo.engine.run.resume.resolve_resume`)."""
+    ones); ``given``: the options set on the command line (they decide what a resumed run may change)."""
     return run_stages(config, None, model, given)
 
 
