@@ -29,6 +29,7 @@ ROWS = {
     "--pretrained": ("{missing}", "no such file"),
     "--head_stride": ("3", "invalid choice: 3"),
     "--sigma": ("0", "must be more than 0"),
+    "--sigma_mm": ("-1", "must be more than 0"),
     "--batch_size": ("0", "must be at least 1"),
     "--gradient_accumulation_steps": ("0", "must be at least 1"),
     "--epochs": ("0", "must be at least 1"),

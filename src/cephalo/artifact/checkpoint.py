@@ -79,6 +79,8 @@ class StageSpec:
     refined_landmarks: tuple[str, ...] | None = None  # a local stage: the landmarks it corrects (None: all); the
     # others keep the global position, where refining measured worse on the validation images
     context: int = 0  # a local stage: its patches' second channel is at ``context`` times coarser pixels (0: none)
+    sigma_mm: float | None = None  # the targets' width in mm it was trained with (--sigma_mm), for the record:
+    # decoding uses ``sigma``, so predicting needs no spacing
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "landmark_names", tuple(str(n) for n in self.landmark_names))
@@ -104,8 +106,11 @@ class StageSpec:
 
     def to_dict(self) -> dict:
         refined = None if self.refined_landmarks is None else list(self.refined_landmarks)
-        return {**asdict(self), "landmark_names": list(self.landmark_names), "image_size": list(self.image_size),
-                "refined_landmarks": refined}
+        values = {**asdict(self), "landmark_names": list(self.landmark_names), "image_size": list(self.image_size),
+                  "refined_landmarks": refined}
+        if self.sigma_mm is None:  # a run with --sigma writes what it always wrote
+            del values["sigma_mm"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict, source: Path | str) -> StageSpec:

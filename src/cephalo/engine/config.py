@@ -42,6 +42,9 @@ PRESETS: dict[str, dict] = {
 }
 
 
+DEFAULT_SIGMA = 2.0  # heatmap pixels
+
+
 @dataclass
 class TrainConfig(DataOptions):
     """Every option of a training run; the data options come from `DataOptions` (the options every command shares)."""
@@ -56,7 +59,11 @@ class TrainConfig(DataOptions):
                                     check=existing_file)
     head_stride: int = option(2, "output stride of the heatmaps: 4, 2 or 1", choices=(1, 2, 4))  # 2: measured
     # better than 4 on ISBI at 256² (benchmarks/training_isbi.md)
-    sigma: float = option(2.0, "Gaussian sigma of the target heatmaps, in heatmap pixels", check=above(0))
+    sigma: float = option(DEFAULT_SIGMA, "Gaussian sigma of the target heatmaps, in heatmap pixels", check=above(0))
+    sigma_mm: float | None = option(None, "the targets' sigma in mm of anatomy instead (both stages): converted once "
+                                    "per run into heatmap pixels from the training images' median pixel spacing, "
+                                    "the letterbox scale and the stride, so a run at 1024² sees the same anatomy "
+                                    "per target as one at 256² (replaces --sigma)", type=float, check=above(0))
     augmentation: str = option("full", "none|light|full: random affine (landmarks moved with the image, those "
                                "leaving it masked) and intensity changes, applied in batch on the training device",
                                choices=AUGMENTATION_LEVELS)  # full: measured better on ISBI and the main job
@@ -164,6 +171,12 @@ class TrainConfig(DataOptions):
                                 "'auto' (--run_name's folder, else the newest run in --output_dir)",
                                 check=resume_source)
     progress: bool = option(True, "no progress bars", flag="--no_progress")
+
+    def check(self) -> None:
+        super().check()
+        if self.sigma_mm is not None and self.sigma != DEFAULT_SIGMA:
+            raise ValueError(f"--sigma {self.sigma:g} and --sigma_mm {self.sigma_mm:g} both set the targets' width: "
+                             "give one (--sigma in heatmap pixels, --sigma_mm in mm of anatomy)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

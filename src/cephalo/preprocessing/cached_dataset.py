@@ -36,6 +36,8 @@ class CachedLandmarkDataset(Dataset):
             [e.letterbox.forward(r.landmarks) for r, e in zip(records, entries)]
         ).astype(np.float32)  # (N, K, 2) in letterboxed pixels, computed once
         self.spacing_mm = np.array([r.spacing_mm for r in records], dtype=np.float64)
+        # (N,) mm of anatomy per letterboxed pixel: what a target of a physical size is converted with
+        self.mm_per_letterbox_px = self.spacing_mm / np.array([e.letterbox.ratio for e in entries])
 
     def __len__(self) -> int:
         return len(self.records)

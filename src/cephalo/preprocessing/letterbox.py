@@ -38,6 +38,13 @@ class Letterbox:
         return min(th, max(1, round(h * ratio))), min(tw, max(1, round(w * ratio)))
 
     @property
+    def ratio(self) -> float:
+        """The resize factor the letterbox aims at (the same on both axes; :attr:`scale` is what rounding the size
+        to whole pixels makes of it)."""
+        (h, w), (th, tw) = self.source_size, self.target_size
+        return min(th / h, tw / w)
+
+    @property
     def scale(self) -> tuple[float, float]:
         """Per-axis scale ``(sx, sy)``: exactly what the resize does, so rounding of the size is accounted for."""
         (h, w), (rh, rw) = self.source_size, self.resized_size

@@ -30,7 +30,7 @@ RESUME_OVERRIDABLE = ("epochs", "max_updates", "num_workers", "progress", "early
                       "pin_memory", "prefetch_factor", "persistent_workers", "non_blocking", "vram_budget_gb",
                       "use_compile", "compile_mode", "cache_dir", "skip_bad", "refine", *LOCAL_OPTIONS)
 # Options that define the run: resuming with another value is an error naming it (the model, the data, the targets).
-MUST_MATCH = ("model", "dataset_path", "dataset_format", "image_size", "head_stride", "sigma", "train_split",
+MUST_MATCH = ("model", "dataset_path", "dataset_format", "image_size", "head_stride", "sigma", "sigma_mm", "train_split",
               "val_split", "val_fraction", "test_fraction", "fold", "test_fold", "seed")
 # Once the local stage trains, its model, patches and source define it too, and its optimisation options are as
 # fixed as the global stage's are in a global one (only --local_epochs may change, as --epochs may).

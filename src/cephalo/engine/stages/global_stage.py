@@ -55,7 +55,9 @@ class GlobalStage(TrainingStage):
                                                  gradient_accumulation_steps=config.gradient_accumulation_steps)
         self.config = config
         self.run_config = config if run_config is None else run_config
-        self.codec = HeatmapCodec(config.image_size, stride=config.head_stride, sigma=config.sigma)
+        self.mm_per_heatmap_px = float(np.median(self.train_set.mm_per_letterbox_px)) * config.head_stride
+        sigma = config.sigma if config.sigma_mm is None else config.sigma_mm / self.mm_per_heatmap_px
+        self.codec = HeatmapCodec(config.image_size, stride=config.head_stride, sigma=sigma)
         self.sampler = EpochSampler(len(self.train_set), config.seed, rank=rt.dist.rank,
                                     world_size=rt.dist.world_size)
         self.loader = build_loader(self.train_set, config.batch_size, self.sampler, config, rt.device)
@@ -102,7 +104,7 @@ class GlobalStage(TrainingStage):
     def spec(self, metrics: dict) -> StageSpec:
         c = self.config
         return StageSpec(model_name=c.model, landmark_names=self.train_set.landmark_names, image_size=c.image_size,
-                         stride=self.codec.stride, sigma=self.codec.sigma)
+                         stride=self.codec.stride, sigma=self.codec.sigma, sigma_mm=c.sigma_mm)
 
     def check_resume(self, checkpoint: Checkpoint) -> None:
         checkpoint.require_landmarks(self.train_set.landmark_names)
@@ -119,6 +121,14 @@ class GlobalStage(TrainingStage):
         return [((images[i : i + c.batch_size], landmarks[i : i + c.batch_size]), w)
                 for i, w in zip(range(0, count, c.batch_size), weights)]
 
+    def sigma_text(self) -> str:
+        """The targets' width as set and as it is in the other unit: ``sigma 2.0 heatmap px = 3.75 mm`` or ``sigma
+        1.5 mm = 3.2 heatmap px``, at the training images' median mm per heatmap pixel."""
+        px, mm = self.codec.sigma, self.codec.sigma * self.mm_per_heatmap_px
+        if self.config.sigma_mm is None:
+            return f"sigma {px:g} heatmap px = {mm:.2f} mm"
+        return f"sigma {self.config.sigma_mm:g} mm = {px:.2f} heatmap px"
+
     def describe(self) -> list[str]:
         c, parts = self.config, self.parts
         params = sum(p.numel() for p in parts.raw_model.parameters())
@@ -126,7 +136,7 @@ class GlobalStage(TrainingStage):
         lines = [
             f"data: {self.data_note}",
             f"model: {c.model}, {params / 1e6:.1f} M parameters, {c.image_size[0]}x{c.image_size[1]} input, heatmaps "
-            f"at stride {c.head_stride} (sigma {c.sigma}), augmentation {c.augmentation}",
+            f"at stride {c.head_stride} ({self.sigma_text()}), augmentation {c.augmentation}",
             f"device: {parts.device}, {parts.precision}" + (", channels_last" if c.channels_last else "")
             + (", gradient checkpointing" if c.gradient_checkpointing else ""),
             f"batch: {c.batch_size}" + (f" x {parts.dist.world_size} processes" if parts.dist.enabled else "")

@@ -153,10 +153,12 @@ class LocalStage(TrainingStage):
                                     keyed=True)
         self.loader = build_loader(self.samples, c.batch_size, self.sampler, c, rt.device, collate_patch_samples)
         self.parts = build_parts(c, model, rt, len(self.loader), notes)
-        self.codec = HeatmapCodec((c.patch_size,) * 2, stride=LOCAL_STRIDE, sigma=c.sigma)
+        # --sigma_mm: the same anatomy per target as the global stage's, at the patches' own scale
+        sigma = c.sigma if c.sigma_mm is None else c.sigma_mm / (c.patch_mm * LOCAL_STRIDE)
+        self.codec = HeatmapCodec((c.patch_size,) * 2, stride=LOCAL_STRIDE, sigma=sigma)
         self.augment = None if c.augmentation == "none" else AugmentConfig.for_level(c.augmentation)
         self.local_spec = StageSpec(model_name=c.model, landmark_names=names, image_size=(c.patch_size,) * 2,
-                                    stride=LOCAL_STRIDE, sigma=c.sigma, mm_per_px=c.patch_mm,
+                                    stride=LOCAL_STRIDE, sigma=sigma, sigma_mm=c.sigma_mm, mm_per_px=c.patch_mm,
                                     default_spacing_mm=statistics.median(r.spacing_mm for r in train_set.records),
                                     context=c.patch_context)
         self.frozen = {GLOBAL: (global_stage.spec, global_stage.weights)}
