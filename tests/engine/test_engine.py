@@ -246,3 +246,21 @@ def test_early_stopping_reason_is_saved_and_resume_keeps_the_patience_count(tiny
     rows = [json.loads(line) for line in open(f"{run_dir}/metrics.jsonl", encoding="utf-8")]
     assert rows[-1]["stopped_because"] == reason and rows[0]["stopped_because"] is None
     assert reason in capsys.readouterr().out
+
+
+def test_every_validation_figure_is_marked_as_one(tiny_config, capsys):
+    """The end-of-run line, every validated row of metrics.jsonl and the metrics in best.pt say that these figures
+    come from the images the best epoch was chosen on (they flatter the model)."""
+    import json
+
+    from cephalo.artifact.checkpoint import read_checkpoint
+    from cephalo.engine.run.pipeline import train
+    from tests.helpers import TinyHeatmapNet
+
+    result = train(tiny_config, TinyHeatmapNet())
+    out = capsys.readouterr().out
+    assert "(a validation figure: the best epoch was chosen on these images, so it flatters the model" in out
+    rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["val_kind"] == "selection" for r in rows if "val_mre_mm" in r)
+    assert read_checkpoint(result.run_dir / "best.pt").validation()["val_kind"] == "selection"
+    assert "val_kind" in (result.run_dir / "metrics.csv").read_text().splitlines()[0]

@@ -24,6 +24,10 @@ from cephalo.engine.step.progress import Progress, Tracker
 from cephalo.engine.step.stage import TrainingStage
 from cephalo.engine.step.stats import epoch_stats
 
+VALIDATION_KIND = "selection"  # in metrics.jsonl and best.pt: these images chose the best epoch
+VALIDATION_NOTE = ("a validation figure: the best epoch was chosen on these images, so it flatters the model; "
+                   "nested cross-validation estimates unseen images")
+
 
 @dataclass
 class FitResult:
@@ -111,7 +115,8 @@ def fit_stage(stage: TrainingStage, run_dir: Path, resumed: Resumed | None = Non
     if last_line:
         say(last_line)
     elif result.best_written:
-        say(f"best {tracker.monitor} {tracker.best:.4g} at epoch {tracker.best_epoch}: {run_dir / 'best.pt'}")
+        say(f"best {tracker.monitor} {tracker.best:.4g} at epoch {tracker.best_epoch}: {run_dir / 'best.pt'} "
+            f"({VALIDATION_NOTE})")
     if not result.best_written:
         print(f"error: no best.pt was written in {run_dir} (no validation ran before the run stopped, or the disk "
               "refused every write: see the warnings above)", file=sys.stderr)
@@ -137,6 +142,7 @@ def _epochs(run: _Run) -> None:
             start = time.perf_counter()
             metrics.update(stage.validate(progress))
             metrics["val_seconds"] = time.perf_counter() - start
+            metrics["val_kind"] = VALIDATION_KIND
             if tracker.update(metrics, c.min_delta, c.patience if c.early_stopping else None):
                 run.writer.save("best", progress, tracker, metrics)
         run.result.metrics = metrics

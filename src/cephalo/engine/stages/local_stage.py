@@ -249,7 +249,8 @@ class LocalStage(TrainingStage):
         best = run_dir / "best.pt"
         if tracker.best_epoch is not None:
             return (f"best refined MRE {tracker.best:.4g} mm (global alone {self.global_mre:.4g}) at local epoch "
-                    f"{tracker.best_epoch}: {best} (global and local stages)")
+                    f"{tracker.best_epoch}: {best} (global and local stages; validation figures: the best epochs "
+                    "and the refined landmarks were chosen on these images, so they flatter the model)")
         if not best.is_file() and self.parts.dist.is_main:  # --refine_from into a new folder: the global model
             self.source.global_only().save(best)
         return (f"warning: the local stage never beat the global model alone ({self.global_mre:.3f} mm on the "
