@@ -94,6 +94,20 @@ def existing_file(value) -> str | None:
     return "is a folder, not a file" if path.is_dir() else "no such file"
 
 
+TIMM_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)?$")  # hrnet_w32.ms_in1k, resnet50.a1_in1k
+
+
+def looks_like_timm_name(source: str) -> bool:
+    """A timm model name rather than a path: no folder separator, no weight-file suffix, not an existing file."""
+    return bool(TIMM_NAME.match(source)) and not Path(source).exists() and Path(source).suffix not in (
+        ".safetensors", ".pth", ".pt", ".bin")
+
+
+def weights_source(value) -> str | None:
+    """``--pretrained``: an existing weight file, or a timm model name (``hrnet_w32.ms_in1k``)."""
+    return None if looks_like_timm_name(str(value)) else existing_file(value)
+
+
 def existing_path(value) -> str | None:
     return None if Path(value).exists() else "no such file or folder"
 

@@ -20,6 +20,7 @@ from cephalo.checks import (
     existing_file,
     multiple_of,
     resume_source,
+    weights_source,
     writable_folder,
 )
 from cephalo.flags import Parser, Typed, add_flags, option, option_fields, values_from
@@ -55,8 +56,9 @@ class TrainConfig(DataOptions):
     # model and targets
     model: str = option("hrnet_w18_small", "network: one of " + ", ".join(MODEL_NAMES) + " ('hrnet' is HRNet-W32)",
                         choices=MODEL_NAMES)
-    pretrained: str | None = option(None, "timm-format ImageNet weights (.safetensors or .pth) for the backbone",
-                                    check=existing_file)
+    pretrained: str | None = option(None, "ImageNet weights for the backbone: a timm-format file (.safetensors or "
+                                    ".pth), or timm's name (hrnet_w32.ms_in1k: from the Hugging Face cache, else "
+                                    "downloaded; needs huggingface_hub)", check=weights_source)
     head_stride: int = option(2, "output stride of the heatmaps: 4, 2 or 1", choices=(1, 2, 4))  # 2: measured
     # better than 4 on ISBI at 256² (benchmarks/training_isbi.md)
     sigma: float = option(DEFAULT_SIGMA, "Gaussian sigma of the target heatmaps, in heatmap pixels", check=above(0))

@@ -20,6 +20,7 @@ from torch import Tensor
 from cephalo.models import hrnet, resnet  # noqa: F401
 from cephalo.models.heads import HEAD_STRIDES, HRNetHead, SimpleBaselineHead
 from cephalo.models.hrnet import HRNetBackbone
+from cephalo.models.hub import resolve_pretrained
 from cephalo.models.pretrained import LoadReport, load_pretrained, read_checkpoint
 from cephalo.models.registry import (
     ModelSpec,
@@ -74,7 +75,7 @@ def create_model(name: str, num_landmarks: int, in_chans: int = 1, head_stride: 
     head = spec.head(backbone, num_landmarks, head_stride)
     model = HeatmapModel(backbone, head, num_landmarks, head_stride)
     if pretrained is not None:
-        load_pretrained(model, pretrained)
+        load_pretrained(model, resolve_pretrained(pretrained))
     return model
 
 
