@@ -22,7 +22,8 @@ from pydicom.uid import JPEG2000, ExplicitVRLittleEndian, JPEGLosslessSV1, gener
 from cephalo.dicom import header_spacing_mm, spacing_from_header
 from cephalo.image_io import ImageReadError, decode_grey, read_bytes, read_grey, write_image
 from cephalo.inference.inputs import InputImage, resolve_inputs
-from cephalo.inference.outputs import image_spacing, predict_to_folder
+from cephalo.inference.outputs import predict_to_folder
+from cephalo.inference.spacing import image_spacing
 from cephalo.preprocessing.letterbox import Letterbox
 
 RAMP = np.arange(12 * 10, dtype=np.uint16).reshape(12, 10) * 30 + 200  # stored values 200..3770 (12 bits)

@@ -36,7 +36,7 @@ class InputImage:
     the path relative to the dataset root (the CSV's own entry for a CSV dataset), which ``cephalo evaluate``
     matches to the dataset's records. ``truth`` ``(K, 2)`` original pixels named by ``truth_names``.
     ``spacing_mm`` is the dataset's; an image without one gets ``--spacing_mm``, else its DICOM header's
-    (:func:`cephalo.inference.outputs.image_spacing`).
+    (:func:`cephalo.inference.spacing.image_spacing`).
     """
 
     path: Path

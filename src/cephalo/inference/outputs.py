@@ -11,53 +11,35 @@ import json
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
 import numpy as np
 
-from cephalo.analysis.analyze import analyze
-from cephalo.analysis.uncertainty import unstable_readings
-from cephalo.artifact.calibration import ErrorCalibration
 from cephalo.atomic import write_text
 from cephalo.datasets.csv_dataset import write_landmarks_csv
 from cephalo.datasets.issues import DataIssue
 from cephalo.dicom import (
     INSTALL_HINT,
-    header_spacing_mm,
     is_dicom_file,
     pydicom_available,
-    spacings_differ,
     warn_stderr,
 )
-from cephalo.image_io import write_image
+from cephalo.inference.image_outputs import CHECKS_NAME, landmark_json, overlay_file, value_lines, write_checks_csv
 from cephalo.inference.inputs import InputImage, aligned_truth
 from cephalo.inference.predict import (
     ImageFailure,
-    ImageResult,
     LoopStats,
     iter_predictions,
 )
 from cephalo.inference.predictor import Predictor
 from cephalo.inference.provenance import run_record, write_run_record
+from cephalo.inference.spacing import spacing_and_source
 from cephalo.visualize.patient_page import page_input, write_index, write_page
 
 CSV_NAME = "predictions.csv"
 REPORT_FOLDER = "report"  # predict --report: <stem>.html per image and index.html
-CHECKS_NAME = "checks.csv"  # with a calibrated model: every landmark's expected error and whether to check it
-
-
-def write_checks_csv(path: Path, rows: list[list]) -> None:
-    import csv
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["image", "landmark", "x", "y", "expected_error_mm", "check"])
-    writer.writerows(rows)
-    write_text(path, buffer.getvalue())
 
 
 @dataclass
@@ -101,94 +83,11 @@ def output_stems(items: list[InputImage]) -> list[str]:
     return stems
 
 
-def landmark_json(item: InputImage, result: ImageResult, names: tuple[str, ...], spacing_mm: float | None,
-                  spacing_source: str | None = None, calibration: ErrorCalibration | None = None) -> dict:
-    """One image's JSON: its landmarks (original pixels, confidence, mm where the spacing is known; with a
-    ``calibration`` each one's expected error and whether to check it, the points to check and the readings that
-    could change within those errors) and its cephalometric measurements (None where unavailable, with the
-    reasons), norm verdicts and ISBI classes."""
-    analysis = analyze(result.landmarks[None], names, [spacing_mm])
-    expected = None if calibration is None else calibration.expected_error_mm(result.confidence)
-    landmarks = {}
-    for k, (name, (x, y), c) in enumerate(zip(names, result.landmarks, result.confidence)):
-        entry = {"x": round(float(x), 3), "y": round(float(y), 3), "confidence": round(float(c), 4)}
-        if spacing_mm is not None:
-            entry.update(x_mm=round(float(x) * spacing_mm, 3), y_mm=round(float(y) * spacing_mm, 3))
-        if expected is not None:
-            entry.update(expected_error_mm=round(float(expected[k]), 2),
-                         check=bool(expected[k] > calibration.threshold_mm))
-        landmarks[name] = entry
-    out = {"image": str(item.path), "image_size": list(result.image_size), "spacing_mm": spacing_mm,
-           "spacing_source": spacing_source, "landmarks": landmarks, "measurements": analysis.row(0),
-           "unavailable": analysis.unavailable}
-    if expected is not None:
-        out["checks"] = [{"landmark": n, "expected_error_mm": e} for n, e in points_to_check(names, expected,
-                                                                                            calibration)]
-        out["unstable_readings"] = unstable_readings(result.landmarks, names, spacing_mm, expected)
-        out["calibration"] = {"threshold_mm": round(calibration.threshold_mm, 2), "source": calibration.source}
-    return out
-
-
-def points_to_check(names, expected: np.ndarray, calibration: ErrorCalibration) -> list[tuple[str, float]]:
-    """The landmarks whose expected error is above the calibration's threshold, largest first."""
-    flagged = [(str(n), round(float(e), 2)) for n, e in zip(names, expected) if e > calibration.threshold_mm]
-    return sorted(flagged, key=lambda pair: -pair[1])
-
-
-def image_spacing(item: InputImage, spacing_mm: float | None,
-                  warn: Callable[[str], None] = warn_stderr) -> float | None:
-    """The spacing (mm per pixel) of one image (:func:`spacing_and_source`)."""
-    return spacing_and_source(item, spacing_mm, warn)[0]
-
-
-def spacing_and_source(item: InputImage, spacing_mm: float | None,
-                       warn: Callable[[str], None] = warn_stderr) -> tuple[float | None, str]:
-    """The spacing (mm per pixel) of one image and where it came from: the dataset's (``item.spacing_mm``, the CSV
-    column), else ``spacing_mm`` (``--spacing_mm``), else the DICOM header's (PixelSpacing, or ImagerPixelSpacing
-    over the magnification factor: :func:`cephalo.dicom.spacing_from_header`), else ``(None, "unknown")``.
-
-    A given spacing that differs from the header's by more than 1 % is kept, with one ``warn``ing naming both and
-    the file. Only a DICOM's header is read, never its pixels again.
-    """
-    given, source = (item.spacing_mm, "dataset") if item.spacing_mm is not None else (spacing_mm, "--spacing_mm")
-    header = header_spacing_mm(item.path, warn)
-    if given is None:
-        return (header, "DICOM header") if header is not None else (None, "unknown")
-    if header is not None and spacings_differ(given, header):
-        named = "the dataset's spacing_mm" if source == "dataset" else source
-        warn(f"{item.path}: {named} {given:g} mm differs from the DICOM header's {header:g} mm by more than 1 %; "
-             f"using {given:g} mm")
-    return given, source
-
-
 def _check_dicom_support(items: list[InputImage]) -> None:
     """Without pydicom, stop once before reading anything rather than fail every DICOM in the workers."""
     if not pydicom_available() and (dicoms := [item.path for item in items if is_dicom_file(item.path)]):
         raise ImportError(f"{len(dicoms)} DICOM image(s) ({dicoms[0]}{', ...' if len(dicoms) > 1 else ''}): "
                           f"reading DICOM images needs pydicom: {INSTALL_HINT}")
-
-
-def _overlay(path: Path, original: np.ndarray, landmarks: np.ndarray, names: tuple[str, ...],
-             truth: np.ndarray | None, analysis_lines: bool, flagged: set[str] | None = None, title: str | None = None,
-             values: list[str] | None = None) -> None:
-    from cephalo.visualize.overlay import draw_overlay
-
-    write_image(path, draw_overlay(original, landmarks, names, truth=truth, flagged=flagged, lines=analysis_lines,
-                                   title=title, values=values))
-
-
-def value_lines(measurements: dict) -> list[str]:
-    """The overlay's panel: each available measurement with its unit and its verdict against the norm."""
-    from cephalo.analysis.measures import MEASUREMENTS
-    from cephalo.analysis.summary import format_value
-
-    lines = []
-    for m in MEASUREMENTS:
-        value = measurements.get(m.name)
-        if value is not None:
-            verdict = measurements.get(f"{m.name}_vs_norm")
-            lines.append(f"{m.name} {format_value(m.name, value)}" + (f"  {verdict}" if verdict else ""))
-    return lines
 
 
 def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Path | str, overlay: bool = False,
@@ -199,7 +98,7 @@ def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Pa
     """Predict ``items`` and write ``predictions.csv``, ``<stem>.json`` (and ``<stem>_overlay.jpg``, with the
     cephalometric analysis lines when ``analysis_lines``) in ``out_dir``.
 
-    ``spacing_mm`` is used for images whose spacing no dataset gives, before a DICOM header's (:func:`image_spacing`).
+    ``spacing_mm`` is used for images whose spacing no dataset gives, before a DICOM header's (:func:`cephalo.inference.spacing.spacing_and_source`).
     JSON files and overlays are written as the images are done (an interrupted run keeps them); the CSV, one row per
     predicted image in input order, at the end. Unreadable images are listed in the summary's ``failures`` (after
     the given ``failures``), not raised. With ``provenance`` (``command``, ``model``, ``tta``:
@@ -271,7 +170,7 @@ def predict_to_folder(predictor: Predictor, items: list[InputImage], out_dir: Pa
             if overlay:
                 flagged = {n for n, _ in checks} if checks else None
                 pending.append(("overlay", pool.submit(
-                    _overlay, out_dir / f"{stem}_overlay.jpg", outcome.original, outcome.landmarks, names, truth,
+                    overlay_file, out_dir / f"{stem}_overlay.jpg", outcome.original, outcome.landmarks, names, truth,
                     analysis_lines, flagged, item.key, value_lines(image_json["measurements"]) if overlay_values
                     else None)))
             if report:
