@@ -102,16 +102,15 @@ def problems_of(command: str, parsers: dict[str, argparse.ArgumentParser]) -> li
 
 
 def paths_in(text: str) -> list[str]:
-    """Repository paths named in inline code or links: ``src/...``, ``tests/...``, ``benchmarks/...``,
-    ``docs/...`` and top-level files (placeholders in ``<>`` and globs are exempt)."""
+    """Repository paths named in inline code or links: ``src/...``, ``tests/...``, ``benchmarks/...`` and
+    ``docs/...`` (placeholders in ``<>`` and globs are exempt)."""
     names = re.findall(r"`([^`\s]+)`", text) + re.findall(r"\]\(([^)\s#]+)", text)
     out = []
     for name in names:
         name = name.rstrip(".,:;)")
         if any(c in name for c in "<>*{}$") or "://" in name:
             continue
-        if name.startswith(PATH_PREFIXES) or (re.fullmatch(r"[\w.-]+\.(md|py|sh|bat|toml)", name)
-                                              and (ROOT / name).exists() == (ROOT / name).is_file()):
+        if name.startswith(PATH_PREFIXES):
             out.append(name)
     return out
 

@@ -24,7 +24,7 @@ from cephalo.atomic import write_text
 from cephalo.checks import existing_path, writable_folder
 from cephalo.cli.common import add_dataset_args, check_split, data_options
 from cephalo.datasets.sources import DEFAULT_EVAL_SPLIT, load_records
-from cephalo.evaluation.predictions import read_landmark_json, read_landmark_table
+from cephalo.evaluation.predictions import landmark_table_from_json, read_json, read_landmark_table
 from cephalo.flags import Typed
 from cephalo.image_io import ImageReadError, read_grey
 from cephalo.inference.inputs import InputImage
@@ -77,8 +77,8 @@ def read_input(args: argparse.Namespace) -> Landmarks:
                          [paths.get(i, (None, ""))[0] for i in table.images],
                          f"{path / 'predictions.csv'} ({len(table.images)} rows)")
     if path.is_file() and path.suffix.lower() == ".json":
-        table = read_landmark_json(path)
-        content = json.loads(path.read_text(encoding="utf-8-sig"))
+        content = read_json(path)
+        table = landmark_table_from_json(content, path)
         image = Path(table.images[0])
         return Landmarks(table.images, table.landmarks, table.names, table.spacing_mm,
                          [content.get("spacing_source") or "the JSON"], [image], f"{path} (one image)")

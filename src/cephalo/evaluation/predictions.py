@@ -77,13 +77,22 @@ def read_landmark_json(path: Path | str) -> LandmarkTable:
     """One image's ``<stem>.json`` as ``cephalo predict`` writes it (``image``, ``spacing_mm``, ``landmarks``:
     name -> ``{"x", "y", ...}`` original pixels), as a one-row table; ``ValueError`` naming the file and what is
     wrong where it is not one."""
+    path = Path(path)
+    return landmark_table_from_json(read_json(path), path)
+
+
+def read_json(path: Path) -> object:
+    """A JSON file's content; ``ValueError`` naming the file where it cannot be read."""
     import json
 
-    path = Path(path)
     try:
-        content = json.loads(path.read_text(encoding="utf-8-sig"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise ValueError(f"{path}: not a readable JSON file ({e})") from None
+
+
+def landmark_table_from_json(content: object, path: Path) -> LandmarkTable:
+    """:func:`read_landmark_json` of content already read from ``path``."""
     entries = content.get("landmarks") if isinstance(content, dict) else None
     if not isinstance(entries, dict) or not entries:
         raise ValueError(f"{path}: not a cephalo predict image JSON (it needs 'landmarks': name -> x, y)")
@@ -132,8 +141,8 @@ def read_predicted_folder(folder: Path | str) -> PredictedFolder:
         path = folder / f"{stem}.json"
         if not path.is_file():
             continue  # an image that failed, or a run stopped part way: run.json lists what it meant to write
-        table = read_landmark_json(path)
-        content = json.loads(path.read_text(encoding="utf-8"))
+        content = read_json(path)
+        table = landmark_table_from_json(content, path)
         try:
             peak = np.array([float(e["confidence"]) for e in content["landmarks"].values()], np.float64)
         except (KeyError, TypeError, ValueError):
